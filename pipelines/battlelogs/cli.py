@@ -1,0 +1,269 @@
+"""The ``tzr-ingest`` command: ingest battle logs, inspect one, manage the schema.
+
+``tzr-ingest PATH...`` is short for ``tzr-ingest ingest PATH...``.
+Exit status: 0 when every file loaded or was a duplicate, 1 when any file was
+quarantined or failed, 2 for a usage error, 3 when the run could not start
+(database unreachable, schema outdated, another run in progress).
+"""
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import psycopg
+from tqdm import tqdm
+
+from pipelines import db
+from pipelines.battlelogs import marts
+from pipelines.battlelogs.ingest import (
+    DEFAULT_ARCHIVE_LEVEL,
+    DEFAULT_BATCH_SIZE,
+    IngestSettings,
+    default_data_dir,
+)
+from pipelines.battlelogs.model import Battle
+from pipelines.battlelogs.parse import parse_log
+from pipelines.battlelogs.read import DEFAULT_MAX_BYTES, Rejected, SourceFile, read_log
+from pipelines.battlelogs.runner import RunInProgress, run_ingest
+
+
+EXIT_FILES_REJECTED = 1
+EXIT_CANNOT_RUN = 3
+
+
+class _DefaultToIngest(click.Group):
+    # Route "tzr-ingest PATH..." to the ingest command while keeping
+    # "tzr-ingest show FILE" and the other subcommands.
+    # The group's own options are flags without values, so the first
+    # argument that does not start with "-" is the command or a path.
+    def parse_args(self, ctx, args):
+        for index, arg in enumerate(args):
+            if not arg.startswith("-"):
+                if arg not in self.commands:
+                    args = [*args[:index], "ingest", *args[index:]]
+                break
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultToIngest)
+@click.version_option(package_name="tzr-host")
+@click.option("-v", "--verbose", count=True, help="Log more: -v for debug messages.")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
+def main(verbose: int, quiet: bool) -> None:
+    """Load TimeZero battle logs (.tzb, .tzb.gz) into PostgreSQL."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+_dsn_option = click.option(
+    "--dsn", envvar=db.DSN_ENV, default=db.DEFAULT_DSN, show_default=True,
+    help=f"PostgreSQL connection URI (environment: {db.DSN_ENV}).",
+)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_dsn_option
+@click.option("--server", envvar="TZR_SERVER", default="main", show_default=True,
+              help="Name of the game server the logs come from; battle ids repeat across servers.")
+@click.option("-w", "--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes that parse and load batches in parallel.")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Files per batch; each batch loads in one transaction.")
+@click.option("--archive", "archive_root", type=click.Path(path_type=Path),
+              help="Archive root of this server [default: $TZR_DATA_DIR/archive/SERVER, TZR_DATA_DIR=var].")
+@click.option("--quarantine", "quarantine_root", type=click.Path(path_type=Path),
+              help="Folder for files that cannot be loaded [default: $TZR_DATA_DIR/quarantine].")
+@click.option("--move/--copy", default=False, show_default=True,
+              help="Move input files into the archive or quarantine instead of copying them.")
+@click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT_MAX_BYTES, show_default=True,
+              help="Largest uncompressed log accepted, in bytes.")
+@click.option("--archive-level", type=click.IntRange(1, 9), default=DEFAULT_ARCHIVE_LEVEL, show_default=True,
+              help="gzip level for archived logs.")
+@click.option("--min-age", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Skip files inside folders modified less than this many seconds ago.")
+@click.option("--no-marts", is_flag=True, help="Do not rebuild the marts for the days loaded.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+@click.option("--trigger", type=click.Choice(["cli", "timer", "rpc"]), default="cli", hidden=True)
+def ingest(paths, dsn, server, workers, batch_size, archive_root, quarantine_root, move,
+           max_bytes, archive_level, min_age, no_marts, as_json, trigger):
+    """Ingest the log files and folders PATHS (walked recursively)."""
+    data_dir = default_data_dir()
+    settings = IngestSettings(
+        dsn=dsn,
+        server=server,
+        archive_root=archive_root or data_dir / "archive" / server,
+        quarantine_root=quarantine_root or data_dir / "quarantine",
+        move=move,
+        max_bytes=max_bytes,
+        batch_size=batch_size,
+        archive_level=archive_level,
+    )
+    bar = tqdm(total=0, unit="file", dynamic_ncols=True, disable=not sys.stderr.isatty(), file=sys.stderr)
+
+    def show_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = run_ingest(
+            paths, settings, workers=workers, trigger=trigger, min_age=min_age,
+            refresh_marts=not no_marts, progress=None if bar.disable else show_progress,
+        )
+    except (RunInProgress, db.SchemaOutdated, psycopg.OperationalError) as error:
+        bar.close()
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    bar.close()
+
+    summary = result.summary
+    if as_json:
+        keys = ("files", "loaded", "duplicates", "quarantined", "failed", "seconds")
+        click.echo(json.dumps({key: summary[key] for key in keys}, ensure_ascii=False))
+    else:
+        click.echo(_describe_summary(result.run_id, summary))
+    if summary["quarantined"] or summary["failed"]:
+        sys.exit(EXIT_FILES_REJECTED)
+
+
+def _describe_summary(run_id: int, summary: dict) -> str:
+    quarantined = sum(summary["quarantined"].values())
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in summary["quarantined"].items())
+    line = (
+        f"run {run_id}: {summary['files']} file(s) in {summary['seconds']:.1f} s: "
+        f"{summary['loaded']} loaded ({summary['replaced']} replaced), "
+        f"{summary['duplicates']} duplicate(s), {quarantined} quarantined"
+    )
+    if reasons:
+        line += f" ({reasons})"
+    return line + f", {summary['failed']} failed"
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--server", envvar="TZR_SERVER", default="main", show_default=True,
+              help="Server name to report.")
+@click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT_MAX_BYTES, show_default=True,
+              help="Largest uncompressed log accepted, in bytes.")
+def show(file: Path, server: str, max_bytes: int) -> None:
+    """Parse one log without a database and print it as JSON."""
+    source = SourceFile.from_path(file)
+    try:
+        raw = read_log(source, max_bytes)
+        battle = parse_log(raw.data, source.name_battle_id)
+    except Rejected as rejection:
+        click.echo(json.dumps({"file": str(file), "rejected": rejection.reason, "detail": rejection.detail},
+                              ensure_ascii=False))
+        sys.exit(EXIT_FILES_REJECTED)
+    battle.flags |= raw.flags
+    click.echo(json.dumps(battle_summary(battle, server), ensure_ascii=False, indent=2))
+
+
+def _iso(timestamp: int | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def battle_summary(battle: Battle, server: str) -> dict:
+    """Return the ``show`` view of a parsed battle.
+
+    Loot lists, per participant and item name, the quantities picked up,
+    counting each item id once per participant and leaving out pickups whose
+    id is not among the map objects when the log lists any.
+    """
+    participants = battle.participants
+    loot: dict[tuple[int, str], int] = {}
+    for pid, _item_id, _template, name, qty, _turn, on_map in battle.loot:
+        if on_map is False:
+            continue
+        key = (pid, name or "")
+        loot[key] = loot.get(key, 0) + qty
+    return {
+        "battle": {
+            "id": battle.battle_id,
+            "server": server,
+            "start": _iso(battle.started_at),
+            "end": _iso(battle.ended_at),
+            "turns": battle.turns,
+            "type": battle.type,
+            "x": battle.x,
+            "y": battle.y,
+            "flags": sorted(battle.flags),
+        },
+        "participants": [
+            {
+                "login": p.login,
+                "side": p.side,
+                "level": p.level,
+                "is_monster": p.is_monster,
+                "survived": p.survived,
+                "escaped": p.escaped,
+                "joined_turn": p.joined_turn,
+                "kills_monsters": p.kills_monsters,
+                "kills_players": p.kills_players,
+                "damage_dealt": p.damage_dealt,
+                "damage_taken": p.damage_taken,
+                "healed": p.healed,
+            }
+            for p in participants
+        ],
+        "loot": [
+            {"login": participants[pid].login, "item": name, "qty": qty}
+            for (pid, name), qty in sorted(loot.items())
+        ],
+    }
+
+
+@main.command()
+@_dsn_option
+def migrate(dsn: str) -> None:
+    """Apply pending schema migrations."""
+    try:
+        applied = db.migrate(dsn)
+    except psycopg.OperationalError as error:
+        click.echo(f"error: cannot connect to PostgreSQL: {error}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@main.command("marts")
+@_dsn_option
+def rebuild_marts(dsn: str) -> None:
+    """Rebuild every mart from the battle tables."""
+    try:
+        db.require_current_schema(dsn)
+        with db.connect(dsn, autocommit=True) as connection:
+            marts.refresh(connection, None)
+    except (db.SchemaOutdated, psycopg.OperationalError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    click.echo(f"rebuilt {len(marts.mart_files())} mart file(s)")
+
+
+@main.command()
+@_dsn_option
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="Runs to list.")
+def runs(dsn: str, limit: int) -> None:
+    """List the latest ingestion runs, newest first."""
+    with db.connect(dsn) as connection:
+        rows = connection.execute(
+            "SELECT id, trigger, status, started_at, files, loaded, duplicates, quarantined, failed, seconds"
+            " FROM ingest_runs ORDER BY id DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+    for row in rows:
+        run_id, trigger, status, started_at, files, loaded, duplicates, quarantined, failed, seconds = row
+        click.echo(
+            f"{run_id:>6} {started_at:%Y-%m-%d %H:%M:%S} {trigger:<5} {status:<22} files={files} "
+            f"loaded={loaded} duplicates={duplicates} quarantined={sum(quarantined.values())} "
+            f"failed={failed} seconds={seconds if seconds is None else round(seconds, 1)}"
+        )
+
+
+if __name__ == "__main__":
+    main()

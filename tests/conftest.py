@@ -1,0 +1,60 @@
+"""Shared fixtures: a throwaway PostgreSQL database with the schema applied.
+
+eventlet is monkey-patched before anything else is imported, because the
+Nameko container tests hang without it (nameko 2.14 expects `nameko test`,
+which does the same). Code that needs real OS threads or processes is run
+in a subprocess by the tests (the ``tzr-ingest`` CLI), never in this one.
+"""
+
+import warnings
+
+warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()  # noqa: E402 -- must run before the imports below
+
+import os
+import uuid
+
+import psycopg
+import pytest
+
+from pipelines import db
+
+
+ADMIN_DSN_ENV = "TZR_TEST_PG_ADMIN_DSN"
+DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+DATA_TABLES = ("battles", "map_templates", "ingest_runs", "ingest_files")
+
+
+@pytest.fixture(scope="session")
+def pg_dsn():
+    """Create a database for this test session, migrate it, and drop it at the end."""
+    admin_dsn = os.environ.get(ADMIN_DSN_ENV, DEFAULT_ADMIN_DSN)
+    name = f"tzr_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    try:
+        db.migrate(dsn)
+        yield dsn
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg(pg_dsn):
+    """An autocommit connection to an emptied test database."""
+    with psycopg.connect(pg_dsn, autocommit=True) as connection:
+        mart_tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'mart\\_%'"
+            )
+        ]
+        tables = ", ".join((*DATA_TABLES, *mart_tables))
+        connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        yield connection
