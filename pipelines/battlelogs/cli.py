@@ -9,10 +9,10 @@ quarantined or failed, 2 for a usage error, 3 when the run could not start
 import json
 import logging
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+import pandas as pd
 import psycopg
 from tqdm import tqdm
 
@@ -24,6 +24,7 @@ from pipelines.battlelogs.ingest import (
     IngestSettings,
     default_data_dir,
 )
+from pipelines.battlelogs.frames import BattleSource, build_frames
 from pipelines.battlelogs.model import Battle
 from pipelines.battlelogs.parse import parse_log
 from pipelines.battlelogs.read import DEFAULT_MAX_BYTES, Rejected, SourceFile, read_log
@@ -163,58 +164,62 @@ def show(file: Path, server: str, max_bytes: int) -> None:
     click.echo(json.dumps(battle_summary(battle, server), ensure_ascii=False, indent=2))
 
 
-def _iso(timestamp: int | None) -> str | None:
-    if timestamp is None:
+def _iso(timestamp) -> str | None:
+    if pd.isna(timestamp):
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _optional(value):
+    return None if pd.isna(value) else value.item() if hasattr(value, "item") else value
 
 
 def battle_summary(battle: Battle, server: str) -> dict:
-    """Return the ``show`` view of a parsed battle.
+    """Return the ``show`` view of a parsed battle, shaped as it would be loaded.
 
     Loot lists, per participant and item name, the quantities picked up,
     counting each item id once per participant and leaving out pickups whose
     id is not among the map objects when the log lists any.
     """
-    participants = battle.participants
-    loot: dict[tuple[int, str], int] = {}
-    for pid, _item_id, _template, name, qty, _turn, on_map in battle.loot:
-        if on_map is False:
-            continue
-        key = (pid, name or "")
-        loot[key] = loot.get(key, 0) + qty
+    frames = build_frames([battle], [BattleSource(server=server, sha256="", size=0, source_path="")])
+    header = frames.battles.iloc[0]
+    participants = frames.participants.sort_values("pid")
+    logins = dict(zip(participants["pid"], participants["login"]))
+
+    loot = frames.loot[frames.loot["on_map"].fillna(True)]
+    loot = loot.assign(name=loot["name"].fillna("")).groupby(["pid", "name"], as_index=False)["qty"].sum()
     return {
         "battle": {
-            "id": battle.battle_id,
+            "id": int(header["battle_id"]),
             "server": server,
-            "start": _iso(battle.started_at),
-            "end": _iso(battle.ended_at),
-            "turns": battle.turns,
-            "type": battle.type,
-            "x": battle.x,
-            "y": battle.y,
-            "flags": sorted(battle.flags),
+            "start": _iso(header["started_at"]),
+            "end": _iso(header["ended_at"]),
+            "turns": _optional(header["turns"]),
+            "type": _optional(header["type"]),
+            "x": _optional(header["x"]),
+            "y": _optional(header["y"]),
+            "flags": [flag for flag in header["flags"].strip("{}").split(",") if flag],
         },
         "participants": [
             {
-                "login": p.login,
-                "side": p.side,
-                "level": p.level,
-                "is_monster": p.is_monster,
-                "survived": p.survived,
-                "escaped": p.escaped,
-                "joined_turn": p.joined_turn,
-                "kills_monsters": p.kills_monsters,
-                "kills_players": p.kills_players,
-                "damage_dealt": p.damage_dealt,
-                "damage_taken": p.damage_taken,
-                "healed": p.healed,
+                "login": row.login,
+                "side": _optional(row.side),
+                "level": _optional(row.level),
+                "is_monster": bool(row.is_monster),
+                "survived": bool(row.survived),
+                "escaped": bool(row.escaped),
+                "joined_turn": int(row.joined_turn),
+                "kills_monsters": int(row.kills_monsters),
+                "kills_players": int(row.kills_players),
+                "damage_dealt": int(row.damage_dealt),
+                "damage_taken": int(row.damage_taken),
+                "healed": int(row.healed),
             }
-            for p in participants
+            for row in participants.itertuples(index=False)
         ],
         "loot": [
-            {"login": participants[pid].login, "item": name, "qty": qty}
-            for (pid, name), qty in sorted(loot.items())
+            {"login": logins[row.pid], "item": row.name, "qty": int(row.qty)}
+            for row in loot.itertuples(index=False)
         ],
     }
 

@@ -99,14 +99,17 @@ def loot_category(name: str | None) -> str:
 
 
 class Participant:
-    """A unit in a battle, player or monster, with its totals over the battle."""
+    """A unit in a battle, player or monster, as its USER tags describe it.
+
+    Totals over the battle (damage, kills, deaths by action) are computed from
+    the action columns when the battle is shaped into frames.
+    """
 
     __slots__ = (
         "pid", "login", "in_roster", "is_monster", "side", "level", "clan",
         "profession", "creature_type", "rank_points", "pve_points", "max_hp",
-        "image", "monster_kind", "elite", "elite_spec", "died_turn",
-        "escaped_turn", "joined_turn", "joined_frame", "kills_monsters",
-        "kills_players", "damage_dealt", "damage_taken", "healed",
+        "image", "monster_kind", "elite", "elite_spec", "hp_zero_turn",
+        "joined_turn", "joined_frame",
     )
 
     def __init__(self, pid: int, login: str, in_roster: bool):
@@ -126,23 +129,9 @@ class Participant:
         self.monster_kind = monster_kind(login) if self.is_monster else None
         self.elite = self.is_monster and "_" in login
         self.elite_spec = None
-        self.died_turn = None
-        self.escaped_turn = None
+        self.hp_zero_turn = None
         self.joined_turn = 0
         self.joined_frame = None
-        self.kills_monsters = 0
-        self.kills_players = 0
-        self.damage_dealt = 0
-        self.damage_taken = 0
-        self.healed = 0
-
-    @property
-    def survived(self) -> bool:
-        return self.died_turn is None
-
-    @property
-    def escaped(self) -> bool:
-        return self.escaped_turn is not None
 
 
 @dataclass
@@ -159,10 +148,16 @@ class MapObject:
 class Battle:
     """One battle as read from its log, before it is shaped into frames.
 
-    ``events`` rows follow :data:`pipelines.battlelogs.frames.EVENT_COLUMNS`
-    from ``turn`` to ``item_id``; ``kills`` rows are ``(seq, turn,
-    frame, killer_pid, victim_pid)``; ``loot`` rows are ``(pid, item_id, template,
-    name, qty, turn, on_map)``.
+    Actions are kept as raw columns in log order, because converting them
+    one by one in Python would cost more than parsing the XML:
+    ``action_codes`` and ``action_frames`` hold every action's ``t`` and
+    ``sf`` strings; ``segments`` holds ``(first action index, turn, actor
+    pid)`` for each run of actions that one unit made in one turn. Details
+    exist only for the actions that have them, keyed by action index:
+    ``attacks`` rows are ``(index, type, target pid, xy, HP)``, ``specials``
+    rows ``(index, code, target pid)``, ``values`` rows ``(index, direct,
+    weapon or run value)`` and ``pickups`` rows ``(index, actor pid, item id,
+    name, qty)``.
     """
 
     battle_id: int
@@ -177,9 +172,13 @@ class Battle:
     map_rows: list[str] = field(default_factory=list)
     map_hash: str | None = None
     participants: list[Participant] = field(default_factory=list)
-    events: list[tuple] = field(default_factory=list)
-    kills: list[tuple] = field(default_factory=list)
-    loot: list[tuple] = field(default_factory=list)
+    action_codes: list = field(default_factory=list)
+    action_frames: list = field(default_factory=list)
+    segments: list[tuple] = field(default_factory=list)
+    attacks: list[tuple] = field(default_factory=list)
+    specials: list[tuple] = field(default_factory=list)
+    values: list[tuple] = field(default_factory=list)
+    pickups: list[tuple] = field(default_factory=list)
     map_objects: dict[int, MapObject] = field(default_factory=dict)
     copies: int = 1
     flags: set[str] = field(default_factory=set)

@@ -30,18 +30,7 @@ from logging import getLogger
 
 from lxml import etree
 
-from pipelines.battlelogs.model import (
-    ACTION_ATTACK,
-    ACTION_DEATH,
-    ACTION_ESCAPE,
-    ACTION_PICKUP,
-    ACTION_SPECIAL,
-    SELF_ATTACK_TYPES,
-    SPECIAL_CODE_KILL,
-    Battle,
-    MapObject,
-    Participant,
-)
+from pipelines.battlelogs.model import SELF_ATTACK_TYPES, Battle, MapObject, Participant
 from pipelines.battlelogs.read import Rejected
 
 
@@ -49,7 +38,7 @@ _log = getLogger(__name__)
 
 #: Deepest element nesting accepted, counting the synthetic wrapper element.
 #: Real logs nest at most six levels (wrapper, BLOOK, BATTLE, TURN, USER, a).
-MAX_DEPTH = 12
+MAX_DEPTH = 32
 
 _WRAPPER = "TZRLOG"
 _WRAPPER_OPEN = b"<TZRLOG>"
@@ -87,9 +76,11 @@ KNOWN_ATTRIBUTES = {
     _WRAPPER: frozenset(),
 }
 
+_KNOWN_ACTION_ATTRIBUTES = KNOWN_ATTRIBUTES["a"]
+
 # The attribute that carries an action's one numeric detail, by action code:
 # facing for a turn, the weapon for taking one in hand, the stance for t=6.
-_VALUE_ATTRIBUTE = {1: "direct", 3: "weapon", 6: "run"}
+_VALUE_ATTRIBUTE = {"1": "direct", "3": "weapon", "6": "run"}
 
 SMALLINT_MAX = 2**15 - 1
 INT_MAX = 2**31 - 1
@@ -108,7 +99,6 @@ def _decoded(value):
     if value is None or "&" not in value:
         return value
     return value.replace("&#38;", "&")
-_NO_HIT = (None, None, None, None, None)
 
 
 def parse_hit(descriptor: str) -> tuple:
@@ -165,65 +155,89 @@ def parse_hit(descriptor: str) -> tuple:
 
 
 class _LogTarget:
-    """lxml parser target that turns start tags into a :class:`Battle`."""
+    """lxml parser target that turns start tags into a :class:`Battle`.
+
+    Only start tags carry data: the context an element needs (the current
+    TURN and acting USER) is known from the start tags before it, because
+    actions always sit in a TURN's USER block and roster USERs come before
+    the first TURN. End tags only count towards the nesting depth.
+    """
 
     def __init__(self):
         self.battle = Battle(battle_id=0)
-        self.stack: list[str] = []
         self.log_battle_id: int | None = None
         self.by_login: dict[str, Participant] = {}
-        self.in_battle = False
         self.battle_seen = False
         self.turn: int | None = None
         self.actor: Participant | None = None
-        self.pickups: set[tuple[int, int]] = set()
-        self.seq = 0
+        self.start, self.end = self._make_callbacks()
 
-    # lxml calls start/end for every element and close at the end.
+    def _make_callbacks(self):
+        # lxml looks up target.start once, so a closure over local names
+        # saves attribute lookups on the hot path: <a> is about nine elements
+        # in ten. Action columns stay raw strings and are converted for the
+        # whole batch at once.
+        codes_append = self.battle.action_codes.append
+        frames_append = self.battle.action_frames.append
+        known_action = _KNOWN_ACTION_ATTRIBUTES
+        action_detail = self._action_detail
+        start_other = self._start_other
+        count_unknown = self._count_unknown
+        # Depth is the number of start tags minus the number of end tags. lxml
+        # calls end(tag) for every element, and a C-level list.append costs
+        # far less there than a Python function would.
+        closed = []
+        opened = 0
 
-    def start(self, tag, attrib):
-        stack = self.stack
-        stack.append(tag)
-        if len(stack) > MAX_DEPTH:
-            raise Rejected("too_deep", f"elements nest deeper than {MAX_DEPTH} levels")
+        def start(tag, attrib):
+            nonlocal opened
+            opened += 1
+            if opened - len(closed) > MAX_DEPTH:
+                raise Rejected("too_deep", f"elements nest deeper than {MAX_DEPTH} levels")
+            if tag != "a":
+                start_other(tag, attrib)
+                return
+            if self.actor is None:
+                self.battle.unknown["<a> outside a TURN's USER"] += 1
+                return
+            get = attrib.get
+            code = get("t")
+            codes_append(code)
+            frames_append(get("sf"))
+            if code != "2":
+                action_detail(code, get)
+            # A move has exactly t and sf; anything else gets the full check.
+            if (len(attrib) != 2 or "sf" not in attrib) and not known_action.issuperset(attrib):
+                count_unknown(tag, attrib, known_action)
 
+        return start, closed.append
+
+    def _start_other(self, tag, attrib):
         known = KNOWN_ATTRIBUTES.get(tag)
         if known is None:
             self.battle.unknown[f"<{tag}>"] += 1
             return
         if not known.issuperset(attrib):
-            for name in attrib:
-                if name not in known:
-                    self.battle.unknown[f"{tag}@{name}"] += 1
-
-        if tag == "a":
-            if self.actor is not None:
-                self._action(attrib)
-        elif tag == "USER":
+            self._count_unknown(tag, attrib, known)
+        if tag == "USER":
             self._user(attrib)
         elif tag == "O":
             self._object(attrib)
         elif tag == "TURN":
             self._turn(attrib)
         elif tag == "MAP":
-            if self.in_battle and self.turn is None:
+            if self.turn is None and self.battle_seen:
                 self.battle.map_rows.append(attrib.get("v", ""))
         elif tag == "BATTLE":
             self._battle(attrib)
 
-    def end(self, tag):
-        self.stack.pop()
-        if tag == "USER":
-            self.actor = None
-        elif tag == "TURN":
-            self.turn = None
-        elif tag == "BATTLE":
-            self.in_battle = False
-
     def close(self):
         return self.battle
 
-    # Element handlers.
+    def _count_unknown(self, tag, attrib, known):
+        for name in attrib:
+            if name not in known:
+                self.battle.unknown[f"{tag}@{name}"] += 1
 
     def _int(self, value, limit=SMALLINT_MAX, low=None):
         # Numbers go to smallint columns unless a wider limit is given; one
@@ -246,12 +260,12 @@ class _LogTarget:
             # the copies differ in a way the byte comparison could not see.
             raise Rejected("conflicting_copies", "the log holds a second <BATTLE> header")
         self.battle_seen = True
-        self.in_battle = True
+        self.actor = None
         battle = self.battle
         battle.ended_at = self._int(attrib.get("t2"), TIME_MAX, low=0)
         battle.turns = self._int(attrib.get("turn"))
         battle.turn_seconds = self._int(attrib.get("t"))
-        battle.type = attrib.get("f")
+        battle.type = _decoded(attrib.get("f")) or None
         note = attrib.get("note")
         if note is not None:
             fields = note.split(",")
@@ -265,6 +279,7 @@ class _LogTarget:
     def _turn(self, attrib):
         number = self._int(attrib.get("turn"))
         self.battle.turns_seen += 1
+        self.actor = None
         # A TURN without a usable number continues the count, so its events
         # still get an order.
         self.turn = number if number is not None else self.battle.turns_seen
@@ -279,8 +294,9 @@ class _LogTarget:
 
     def _user(self, attrib):
         login = attrib.get("login")
-        if login is None:
+        if not login:
             self.battle.unknown["USER without login"] += 1
+            self.actor = None
             return
         turn = self.turn
 
@@ -293,7 +309,7 @@ class _LogTarget:
             participant.in_roster = True
             self._roster_attributes(participant, attrib)
             if attrib.get("HP") == "0":
-                participant.died_turn = 0
+                participant.hp_zero_turn = 0
             return
 
         participant = self.by_login.get(login)
@@ -305,9 +321,10 @@ class _LogTarget:
         elif "sf" in attrib and participant.joined_turn == 0:
             participant.joined_turn = turn
             participant.joined_frame = self._int(attrib["sf"])
-        if attrib.get("HP") == "0" and participant.died_turn is None:
-            participant.died_turn = turn
+        if attrib.get("HP") == "0" and participant.hp_zero_turn is None:
+            participant.hp_zero_turn = turn
         self.actor = participant
+        self.battle.segments.append((len(self.battle.action_codes), turn, participant.pid))
 
     def _roster_attributes(self, participant, attrib):
         get = attrib.get
@@ -319,15 +336,19 @@ class _LogTarget:
         participant.creature_type = to_int(get("man"))
         participant.pve_points = to_int(get("pve_points"), BIGINT_MAX)
         participant.max_hp = to_int(get("maxHP"), INT_MAX)
-        participant.image = _decoded(get("img"))
+        participant.image = _decoded(get("img")) or None
         rank_points = get("rank_points")
         if rank_points is not None:
             try:
-                participant.rank_points = float(rank_points)
+                value = float(rank_points)
             except ValueError:
+                value = None
+            if value is None or not abs(value) < 1e10:
                 self.battle.bad_values += 1
+            else:
+                participant.rank_points = value
         if participant.is_monster:
-            spec = get("def") or get("color")
+            spec = _decoded(get("def") or get("color"))
             if spec:
                 participant.elite = True
                 participant.elite_spec = spec
@@ -348,98 +369,53 @@ class _LogTarget:
             )
 
     def _object(self, attrib):
-        if self.actor is not None or "bx" not in attrib:
+        if "bx" not in attrib:
             return  # equipment or inventory, not an object on the map
         item_id = self._int(attrib.get("id"), BIGINT_MAX)
         if item_id is None:
             return
         self.battle.map_objects.setdefault(item_id, MapObject(
             item_id=item_id,
-            template=_decoded(attrib.get("name")),
-            name=_decoded(attrib.get("txt")),
+            template=_decoded(attrib.get("name")) or None,
+            name=_decoded(attrib.get("txt")) or None,
             count=self._int(attrib.get("count"), INT_MAX),
         ))
 
-    def _action(self, attrib):
-        get = attrib.get
-        actor = self.actor
-        action = self._int(get("t"))
-        frame = self._int(get("sf"))
-        self.seq += 1
+    def _target(self, login):
+        target = self.by_login.get(login)
+        if target is None:
+            target = self._participant(login, in_roster=False)
+            target.joined_turn = self.turn
+            self.battle.flags.add("unlisted_target")
+        return target.pid
 
-        attack_type = target_pid = cell_x = cell_y = value = None
-        hit = _NO_HIT
-        code = item_id = None
-
-        if action == ACTION_ATTACK:
-            attack_type = get("type")
-            target_login = get("login")
-            if target_login is not None:
-                target = self.by_login.get(target_login)
-                if target is None:
-                    target = self._participant(target_login, in_roster=False)
-                    target.joined_turn = self.turn
-                    self.battle.flags.add("unlisted_target")
-            elif attack_type in SELF_ATTACK_TYPES:
-                target = actor
+    def _action_detail(self, code, get):
+        battle = self.battle
+        index = len(battle.action_codes) - 1
+        if code == "5":
+            login = get("login")
+            if login is not None:
+                target = self._target(login)
+            elif get("type") in SELF_ATTACK_TYPES:
+                target = self.actor.pid
             else:
                 target = None
-            if target is not None:
-                target_pid = target.pid
-            cell = get("xy")
-            if cell is not None:
-                cell_x, _, cell_y = cell.partition(",")
-                cell_x, cell_y = self._int(cell_x), self._int(cell_y)
-            descriptor = get("HP")
-            if descriptor is not None:
-                try:
-                    hit = parse_hit(descriptor)
-                except ValueError:
-                    self.battle.bad_values += 1
-            if target is not None:
-                amount = hit[1]
-                if amount is not None and amount > 0:
-                    actor.damage_dealt += amount
-                    target.damage_taken += amount
-                heal = hit[4]
-                if heal is not None:
-                    target.healed += heal
-        elif action == ACTION_SPECIAL:
-            code = self._int(get("code"))
-            victim_login = get("login")
-            if victim_login is not None:
-                victim = self._participant(victim_login, in_roster=False)
-                target_pid = victim.pid
-                if code == SPECIAL_CODE_KILL:
-                    self.battle.kills.append((self.seq, self.turn, frame, actor.pid, victim.pid))
-                    if victim.is_monster:
-                        actor.kills_monsters += 1
-                    elif victim is not actor:
-                        actor.kills_players += 1
-        elif action == ACTION_DEATH:
-            if actor.died_turn is None:
-                actor.died_turn = self.turn
-        elif action == ACTION_PICKUP:
+            battle.attacks.append((index, get("type"), target, get("xy"), get("HP")))
+        elif code == "20":
+            login = get("login")
+            battle.specials.append((index, get("code"), None if login is None else self._target(login)))
+        elif code == "8":
             item_id = self._int(get("id"), BIGINT_MAX)
-            if item_id is not None and (actor.pid, item_id) not in self.pickups:
-                self.pickups.add((actor.pid, item_id))
+            if item_id is not None:
                 count = self._int(get("count"), INT_MAX)
-                qty = count if count else 1
-                self.battle.loot.append(
-                    [actor.pid, item_id, None, _decoded(get("txt")), qty, self.turn, None]
-                )
-        elif action == ACTION_ESCAPE:
-            if actor.escaped_turn is None:
-                actor.escaped_turn = self.turn
+                battle.pickups.append((
+                    index, self.actor.pid, item_id, _decoded(get("txt")) or None,
+                    count if count and count > 0 else 1,
+                ))
         else:
-            value_attribute = _VALUE_ATTRIBUTE.get(action)
+            value_attribute = _VALUE_ATTRIBUTE.get(code)
             if value_attribute is not None:
-                value = self._int(get(value_attribute), INT_MAX)
-
-        self.battle.events.append((
-            self.turn, frame, self.seq, actor.pid, action, attack_type, target_pid,
-            cell_x, cell_y, value, *hit, code, item_id,
-        ))
+                battle.values.append((index, get(value_attribute)))
 
 
 def strip_copies(data: bytes) -> tuple[bytes, int]:
@@ -506,18 +482,17 @@ def parse_log(data: bytes, expected_id: int | None = None) -> Battle:
     try:
         parser.feed(data)
     except etree.XMLSyntaxError as error:
-        raise Rejected("malformed_xml", _describe(error)) from None
+        raise _syntax_rejection(error) from None
     try:
         parser.feed(_WRAPPER_CLOSE)
         battle = parser.close()
     except etree.XMLSyntaxError as error:
-        open_tags = target.stack[1:]
-        if open_tags:
-            raise Rejected(
-                "truncated",
-                "the log ends inside " + " > ".join(f"<{tag}>" for tag in open_tags),
-            ) from None
-        raise Rejected("malformed_xml", _describe(error)) from None
+        # The data itself went through; what fails is closing the wrapper,
+        # so elements were still open when the data ended.
+        rejection = _syntax_rejection(error)
+        if rejection.reason == "malformed_xml":
+            rejection = Rejected("truncated", f"the log ends inside an open element ({rejection.detail})")
+        raise rejection from None
 
     if not target.battle_seen:
         raise Rejected("no_battle", "the log has no <BATTLE> element")
@@ -532,6 +507,10 @@ def parse_log(data: bytes, expected_id: int | None = None) -> Battle:
     battle.copies = copies
     _finish(battle)
     return battle
+
+
+def _syntax_rejection(error: etree.XMLSyntaxError) -> Rejected:
+    return Rejected("malformed_xml", _describe(error))
 
 
 def _describe(error: etree.XMLSyntaxError) -> str:
@@ -552,21 +531,8 @@ def _finish(battle: Battle) -> None:
         flags.add("missing_end")
     if battle.unknown:
         flags.add("unknown_markup")
-    if battle.bad_values:
-        flags.add("bad_values")
-
     if battle.map_rows:
         digest = hashlib.blake2s("\n".join(battle.map_rows).encode(), digest_size=8)
         battle.map_hash = digest.hexdigest()
-
-    objects = battle.map_objects
-    for row in battle.loot:
-        item = objects.get(row[1])
-        if item is not None:
-            row[2] = item.template
-            if row[3] is None:
-                row[3] = item.name
-        if objects:
-            row[6] = item is not None
-            if item is None:
-                flags.add("unmatched_pickups")
+    if battle.map_objects and any(row[2] not in battle.map_objects for row in battle.pickups):
+        flags.add("unmatched_pickups")

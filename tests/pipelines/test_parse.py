@@ -1,8 +1,10 @@
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipelines.battlelogs.cli import battle_summary
+from pipelines.battlelogs.frames import BattleSource, build_frames
 from pipelines.battlelogs.model import monster_kind
 from pipelines.battlelogs.parse import parse_hit, parse_log, strip_copies
 from pipelines.battlelogs.read import Rejected
@@ -15,8 +17,19 @@ def load(name: str, expected_id: int | None = None):
     return parse_log((DATA / f"{name}.tzb").read_bytes(), expected_id)
 
 
-def by_login(battle):
-    return {p.login: p for p in battle.participants}
+def shape(battle):
+    return build_frames([battle], [BattleSource(server="main", sha256="", size=0, source_path="")])
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    return [
+        {key: (None if pd.isna(value) else value) for key, value in row.items()}
+        for row in frame.astype(object).to_dict("records")
+    ]
+
+
+def units(battle) -> dict[str, dict]:
+    return {row["login"]: row for row in records(shape(battle).participants)}
 
 
 # EXAMPLE A: PvE, one player against rats and an elite stich
@@ -46,72 +59,87 @@ def test_pve_example_header():
 
 
 def test_pve_example_player():
-    player = by_login(load("4100001"))["Ranger Ola"]
-    assert player.side == 1
-    assert player.level == 12
-    assert player.clan == "North Wind"
-    assert player.profession == 2
-    assert player.creature_type == 0
-    assert player.rank_points == 41.5
-    assert player.pve_points == 120300
-    assert player.survived
-    assert player.escaped
-    assert player.escaped_turn == 3
-    assert player.joined_turn == 0
-    assert player.kills_monsters == 2
-    assert player.kills_players == 0
+    player = units(load("4100001"))["Ranger Ola"]
+    assert player["side"] == 1
+    assert player["level"] == 12
+    assert player["clan"] == "North Wind"
+    assert player["profession"] == 2
+    assert player["creature_type"] == 0
+    assert player["rank_points"] == 41.5
+    assert player["pve_points"] == 120300
+    assert player["survived"]
+    assert player["escaped"]
+    assert player["escaped_turn"] == 3
+    assert player["joined_turn"] == 0
+    assert player["kills_monsters"] == 2
+    assert player["kills_players"] == 0
     # 35 + 48 (critical) + 31 (piercing) + 29; the A-3 poison tick is an effect.
-    assert player.damage_dealt == 143
+    assert player["damage_dealt"] == 143
     # 18 (+ paralysis 4) and 22 (+ poison 3): effect strengths are not damage.
-    assert player.damage_taken == 40
-    assert player.healed == 30
+    assert player["damage_taken"] == 40
+    assert player["healed"] == 30
 
 
 def test_pve_example_monsters():
-    units = by_login(load("4100001"))
-    rat_a, rat_b, stich = units["$rat501"], units["$rat502"], units["$stich88_2"]
-    assert (rat_a.monster_kind, rat_a.level, rat_a.side, rat_a.elite) == ("rat", 14, 2, False)
-    assert (rat_b.monster_kind, rat_b.level, rat_b.side, rat_b.elite) == ("rat", 15, 2, False)
-    assert rat_a.died_turn == 1
-    assert rat_b.died_turn == 2
-    assert not rat_a.survived
-    assert stich.monster_kind == "sti"
-    assert stich.elite
-    assert stich.elite_spec == "3"
-    assert stich.level == 16
-    assert stich.survived
-    assert stich.damage_dealt == 22
-    assert rat_a.damage_taken == 83
-    assert rat_b.damage_taken == 60
+    by_login = units(load("4100001"))
+    rat_a, rat_b, stich = by_login["$rat501"], by_login["$rat502"], by_login["$stich88_2"]
+    assert (rat_a["monster_kind"], rat_a["level"], rat_a["side"], rat_a["elite"]) == ("rat", 14, 2, False)
+    assert (rat_b["monster_kind"], rat_b["level"], rat_b["side"], rat_b["elite"]) == ("rat", 15, 2, False)
+    assert rat_a["died_turn"] == 1
+    assert rat_b["died_turn"] == 2
+    assert not rat_a["survived"]
+    assert stich["monster_kind"] == "sti"
+    assert stich["elite"]
+    assert stich["elite_spec"] == "3"
+    assert stich["level"] == 16
+    assert stich["survived"]
+    assert stich["damage_dealt"] == 22
+    assert rat_a["damage_taken"] == 83
+    assert rat_b["damage_taken"] == 60
 
 
 def test_pve_example_events_and_loot():
     battle = load("4100001")
-    assert battle.kills == [(4, 1, 5, 0, 1), (10, 2, 0, 0, 2)]
-    assert [row[:5] for row in battle.loot] == [[0, 7700001, "b2-s4", "Organic", 6]]
-    assert battle.loot[0][6] is True
+    frames = shape(battle)
+    kills = records(frames.kills)
+    assert [(k["seq"], k["turn"], k["frame"], k["killer"], k["victim"]) for k in kills] == [
+        (4, 1, 5, 0, 1),
+        (10, 2, 0, 0, 2),
+    ]
+    loot = records(frames.loot)
+    assert [(r["pid"], r["item_id"], r["template"], r["name"], r["qty"], r["on_map"]) for r in loot] == [
+        (0, 7700001, "b2-s4", "Organic", 6, True),
+    ]
+    assert loot[0]["category"] == "resource"
     assert battle_summary(battle, "main")["loot"] == [{"login": "Ranger Ola", "item": "Organic", "qty": 6}]
 
-    events = battle.events
+    events = records(frames.events)
     assert len(events) == 17
-    assert [e[2] for e in events] == list(range(1, 18))
+    assert [e["seq"] for e in events] == list(range(1, 18))
     stance = events[0]
-    assert (stance[0], stance[1], stance[3], stance[4], stance[9]) == (1, 0, 0, 6, 3)
+    assert (stance["turn"], stance["frame"], stance["actor"], stance["action"], stance["value"]) == (1, 0, 0, 6, 3)
     crit = events[2]
-    # turn, frame, seq, actor, action, type, target ... hit_kind, amount
-    assert crit[:7] == (1, 5, 3, 0, 5, "3", 1)
-    assert crit[10:15] == (1, 48, None, None, None)
+    assert (crit["turn"], crit["frame"], crit["actor"], crit["action"], crit["attack_type"], crit["target"]) == (
+        1, 5, 0, 5, "3", 1,
+    )
+    assert (crit["hit_kind"], crit["amount"], crit["effect_code"], crit["effect_amount"], crit["heal"]) == (
+        1, 48, None, None, None,
+    )
     paralysis = events[6]
-    assert paralysis[3] == 2
-    assert paralysis[10:15] == (0, 18, "P", 4, None)
+    assert paralysis["actor"] == 2
+    assert (paralysis["amount"], paralysis["effect_code"], paralysis["effect_amount"]) == (18, "P", 4)
     self_heal = events[14]
-    assert self_heal[5] == "13"
-    assert self_heal[6] == 0
-    assert self_heal[10:15] == (0, None, None, None, 30)
+    assert self_heal["attack_type"] == "13"
+    assert self_heal["target"] == 0
+    assert (self_heal["amount"], self_heal["heal"]) == (None, 30)
     poison_tick = events[15]
-    assert poison_tick[10:15] == (0, None, "A", -3, None)
+    assert (poison_tick["amount"], poison_tick["effect_code"], poison_tick["effect_amount"]) == (None, "A", -3)
+    kill_credit = events[3]
+    assert (kill_credit["action"], kill_credit["code"], kill_credit["target"]) == (20, 7, 1)
+    pickup = events[11]
+    assert (pickup["action"], pickup["item_id"]) == (8, 7700001)
     escape = events[16]
-    assert (escape[0], escape[4]) == (3, 9)
+    assert (escape["turn"], escape["action"]) == (3, 9)
 
 
 # EXAMPLE B: PvP duel, a third party joins in turn 2
@@ -119,37 +147,37 @@ def test_pve_example_events_and_loot():
 
 def test_pvp_example():
     battle = load("4200002", 4200002)
-    units = by_login(battle)
-    assert list(units) == ["Alpha", "Браво", "Gamma"]
+    by_login = units(battle)
+    assert list(by_login) == ["Alpha", "Браво", "Gamma"]
     assert battle.players == 3
     assert battle.monsters == 0
-    alpha, bravo, gamma = units["Alpha"], units["Браво"], units["Gamma"]
-    assert alpha.clan == "Iron & Ash"
-    assert alpha.rank_points == 512.25
-    assert alpha.kills_players == 1
-    assert alpha.kills_monsters == 0
-    assert alpha.damage_dealt == 29 + 260
-    assert bravo.rank_points == 498
-    assert not bravo.survived
-    assert bravo.died_turn == 2
-    assert bravo.damage_taken == 29 + 120 + 260
-    assert gamma.side == 3
-    assert gamma.in_roster
-    assert gamma.joined_turn == 2
-    assert gamma.joined_frame == 1
-    assert gamma.survived
-    assert alpha.joined_turn == 0
+    alpha, bravo, gamma = by_login["Alpha"], by_login["Браво"], by_login["Gamma"]
+    assert alpha["clan"] == "Iron & Ash"
+    assert alpha["rank_points"] == 512.25
+    assert alpha["kills_players"] == 1
+    assert alpha["kills_monsters"] == 0
+    assert alpha["damage_dealt"] == 29 + 260
+    assert bravo["rank_points"] == 498
+    assert not bravo["survived"]
+    assert bravo["died_turn"] == 2
+    assert bravo["damage_taken"] == 29 + 120 + 260
+    assert gamma["side"] == 3
+    assert gamma["in_roster"]
+    assert gamma["joined_turn"] == 2
+    assert gamma["joined_frame"] == 1
+    assert gamma["survived"]
+    assert alpha["joined_turn"] == 0
 
 
 def test_pvp_example_cell_shot():
-    battle = load("4200002")
-    cell_shot = battle.events[2]
-    assert cell_shot[5] == "10"
-    assert cell_shot[6] is None
-    assert (cell_shot[7], cell_shot[8]) == (7, 1)
-    assert cell_shot[11] == 0
-    rank_change = battle.events[-2]
-    assert rank_change[4] == 19
+    events = records(shape(load("4200002")).events)
+    cell_shot = events[2]
+    assert cell_shot["attack_type"] == "10"
+    assert cell_shot["target"] is None
+    assert (cell_shot["cell_x"], cell_shot["cell_y"]) == (7, 1)
+    assert cell_shot["amount"] == 0
+    rank_change = events[-2]
+    assert rank_change["action"] == 19
 
 
 # EXAMPLE C: the same battle twice in one file
@@ -157,12 +185,14 @@ def test_pvp_example_cell_shot():
 
 def test_duplicated_log_counted_once():
     battle = load("4300003", 4300003)
+    frames = shape(battle)
     assert battle.copies == 2
     assert "duplicated_log" in battle.flags
-    assert len(battle.kills) == 1
-    assert len(battle.events) == 4
-    assert len(battle.participants) == 2
+    assert len(frames.kills) == 1
+    assert len(frames.events) == 4
+    assert len(frames.participants) == 2
     summary = battle_summary(battle, "main")
+    assert summary["battle"]["flags"] == ["duplicated_log"]
     assert summary["loot"] == [{"login": "Solo", "item": "Venom", "qty": 4}]
     assert summary["participants"][0]["kills_monsters"] == 1
     assert summary["participants"][1]["login"] == "$scr7"
@@ -192,7 +222,7 @@ def test_three_copies_counted():
     tripled = data[:second] + block + data[second:]
     battle = parse_log(tripled, 4300003)
     assert battle.copies == 3
-    assert len(battle.kills) == 1
+    assert len(shape(battle).kills) == 1
 
 
 # FORMS OF THE DOCUMENT
@@ -252,10 +282,9 @@ def test_entities_decoded_in_names():
 def test_cyrillic_login_and_clan():
     text = MINIMAL.replace('login="Solo" battleid="7"', 'login="Волк" clan="Стая &amp; Ко" battleid="7"')
     text = text.replace('<USER login="Solo">', '<USER login="Волк">')
-    battle = parse_log(text.encode(), 7)
-    assert battle.participants[0].login == "Волк"
-    assert battle.participants[0].clan == "Стая & Ко"
-    assert battle.participants[0].kills_monsters == 1
+    wolf = units(parse_log(text.encode(), 7))["Волк"]
+    assert wolf["clan"] == "Стая & Ко"
+    assert wolf["kills_monsters"] == 1
 
 
 def test_unknown_markup_counted():
@@ -271,10 +300,17 @@ def test_unknown_markup_counted():
 
 def test_bad_numbers_flagged_not_fatal():
     text = MINIMAL.replace('level="9"', 'level="nine"').replace('sf="1" t="7"', 'sf="x" t="7"')
+    text = text.replace('HP="0:30"', 'HP="0:3x"')
     battle = parse_log(text.encode(), 7)
+    frames = shape(battle)
     assert battle.participants[0].level is None
-    assert battle.bad_values == 2
-    assert "bad_values" in battle.flags
+    assert frames.battles["bad_values"][0] == 3
+    assert "bad_values" in frames.battles["flags"][0]
+    events = records(frames.events)
+    assert events[0]["amount"] is None
+    assert events[2]["frame"] is None
+    assert events[2]["action"] == 7
+    assert battle.bad_values == 1, "shaping does not change the parsed battle"
 
 
 def test_turn_count_mismatch_flagged():
@@ -290,12 +326,12 @@ def test_unlisted_late_joiner():
         '<O id="1" name="b1" slot="GH"/><a sf="3" t="2"/></USER></TURN>',
     )
     battle = parse_log(text.encode(), 7)
-    helper = by_login(battle)["Helper"]
-    assert not helper.in_roster
-    assert helper.joined_turn == 2
-    assert helper.joined_frame == 3
-    assert helper.side == 1
-    assert helper.level == 11
+    helper = units(battle)["Helper"]
+    assert not helper["in_roster"]
+    assert helper["joined_turn"] == 2
+    assert helper["joined_frame"] == 3
+    assert helper["side"] == 1
+    assert helper["level"] == 11
 
 
 def test_pickup_outside_map_objects():
@@ -307,7 +343,8 @@ def test_pickup_outside_map_objects():
         '<a sf="3" t="8" id="9" txt="Gems"/><a sf="1" t="20"',
     )
     battle = parse_log(text.encode(), 7)
-    assert [(row[1], row[4], row[6]) for row in battle.loot] == [(5, 3, True), (9, 1, False)]
+    loot = records(shape(battle).loot)
+    assert [(row["item_id"], row["qty"], row["on_map"]) for row in loot] == [(5, 3, True), (9, 1, False)]
     assert "unmatched_pickups" in battle.flags
     assert battle_summary(battle, "main")["loot"] == [{"login": "Solo", "item": "Metals", "qty": 3}]
 
@@ -329,7 +366,8 @@ def test_pickup_outside_map_objects():
         (MINIMAL.replace('login="Solo"', 'login="A & B"'), "malformed_xml"),
         (MINIMAL.replace('login="Solo"', 'login="&nbsp;"'), "malformed_xml"),
         ("<!DOCTYPE x [<!ENTITY e 'x'>]>" + MINIMAL, "dtd_forbidden"),
-        ("<R>" * 20 + MINIMAL + "</R>" * 20, "too_deep"),
+        ("<R>" * 40 + MINIMAL + "</R>" * 40, "too_deep"),
+        ("<BLOOK>" + MINIMAL.replace("<TURN", "<a>" * 40 + "<TURN") + "</a>" * 40 + "</BLOOK>", "too_deep"),
         ("just text, no XML", "no_battle"),
     ],
 )
@@ -346,9 +384,10 @@ def test_file_name_mismatch_rejected():
     assert error.value.reason == "battle_id_mismatch"
 
 
-def test_truncated_reports_open_elements():
-    with pytest.raises(Rejected, match="ends inside <BLOOK> > <TURN>"):
+def test_truncated_reports_open_element():
+    with pytest.raises(Rejected, match="ends inside an open element .*TURN") as error:
         parse_log(("<BLOOK>" + MINIMAL[:-7]).encode(), 7)
+    assert error.value.reason == "truncated"
 
 
 # HIT DESCRIPTORS
