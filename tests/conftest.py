@@ -26,7 +26,7 @@ from pipelines import db
 ADMIN_DSN_ENV = "TZR_TEST_PG_ADMIN_DSN"
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
-DATA_TABLES = ("battles", "map_templates", "ingest_runs", "ingest_files")
+DATA_TABLES = ("events", "battles", "map_templates", "ingest_runs", "ingest_files")
 
 
 @pytest.fixture(scope="session")

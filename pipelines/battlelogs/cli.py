@@ -12,21 +12,17 @@ import sys
 from pathlib import Path
 
 import click
-import pandas as pd
 import psycopg
 from tqdm import tqdm
 
 from pipelines import db
 from pipelines.battlelogs import marts
-from pipelines.battlelogs.ingest import (
+from pipelines.battlelogs.settings import (
     DEFAULT_ARCHIVE_LEVEL,
     DEFAULT_BATCH_SIZE,
     IngestSettings,
     default_data_dir,
 )
-from pipelines.battlelogs.frames import BattleSource, build_frames
-from pipelines.battlelogs.model import Battle
-from pipelines.battlelogs.parse import parse_log
 from pipelines.battlelogs.read import DEFAULT_MAX_BYTES, Rejected, SourceFile, read_log
 from pipelines.battlelogs.runner import RunInProgress, run_ingest
 
@@ -152,6 +148,8 @@ def _describe_summary(run_id: int, summary: dict) -> str:
               help="Largest uncompressed log accepted, in bytes.")
 def show(file: Path, server: str, max_bytes: int) -> None:
     """Parse one log without a database and print it as JSON."""
+    from pipelines.battlelogs.parse import parse_log
+
     source = SourceFile.from_path(file)
     try:
         raw = read_log(source, max_bytes)
@@ -164,64 +162,11 @@ def show(file: Path, server: str, max_bytes: int) -> None:
     click.echo(json.dumps(battle_summary(battle, server), ensure_ascii=False, indent=2))
 
 
-def _iso(timestamp) -> str | None:
-    if pd.isna(timestamp):
-        return None
-    return timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+def battle_summary(battle, server: str) -> dict:
+    """Return the ``show`` view of a parsed battle (see :mod:`pipelines.battlelogs.summary`)."""
+    from pipelines.battlelogs.summary import battle_summary as summarize_battle
 
-
-def _optional(value):
-    return None if pd.isna(value) else value.item() if hasattr(value, "item") else value
-
-
-def battle_summary(battle: Battle, server: str) -> dict:
-    """Return the ``show`` view of a parsed battle, shaped as it would be loaded.
-
-    Loot lists, per participant and item name, the quantities picked up,
-    counting each item id once per participant and leaving out pickups whose
-    id is not among the map objects when the log lists any.
-    """
-    frames = build_frames([battle], [BattleSource(server=server, sha256="", size=0, source_path="")])
-    header = frames.battles.iloc[0]
-    participants = frames.participants.sort_values("pid")
-    logins = dict(zip(participants["pid"], participants["login"]))
-
-    loot = frames.loot[frames.loot["on_map"].fillna(True)]
-    loot = loot.assign(name=loot["name"].fillna("")).groupby(["pid", "name"], as_index=False)["qty"].sum()
-    return {
-        "battle": {
-            "id": int(header["battle_id"]),
-            "server": server,
-            "start": _iso(header["started_at"]),
-            "end": _iso(header["ended_at"]),
-            "turns": _optional(header["turns"]),
-            "type": _optional(header["type"]),
-            "x": _optional(header["x"]),
-            "y": _optional(header["y"]),
-            "flags": [flag for flag in header["flags"].strip("{}").split(",") if flag],
-        },
-        "participants": [
-            {
-                "login": row.login,
-                "side": _optional(row.side),
-                "level": _optional(row.level),
-                "is_monster": bool(row.is_monster),
-                "survived": bool(row.survived),
-                "escaped": bool(row.escaped),
-                "joined_turn": int(row.joined_turn),
-                "kills_monsters": int(row.kills_monsters),
-                "kills_players": int(row.kills_players),
-                "damage_dealt": int(row.damage_dealt),
-                "damage_taken": int(row.damage_taken),
-                "healed": int(row.healed),
-            }
-            for row in participants.itertuples(index=False)
-        ],
-        "loot": [
-            {"login": logins[row.pid], "item": row.name, "qty": int(row.qty)}
-            for row in loot.itertuples(index=False)
-        ],
-    }
+    return summarize_battle(battle, server)
 
 
 @main.command()

@@ -6,10 +6,12 @@ into place, so readers never see half a file, and a crash leaves at most a
 hidden ``.tmp`` file behind.
 """
 
+import ctypes
 import gzip
 import os
 import shutil
 import tempfile
+import time
 from logging import getLogger
 from pathlib import Path
 
@@ -27,22 +29,23 @@ def quarantine_path(root: Path, reason: str, source: Path, sha256: str | None) -
     """Return where a quarantined file goes: ``<root>/<reason>/<name>``.
 
     A second file of the same name and reason keeps its own copy, told apart
-    by the start of its digest.
+    by the start of its digest, or by the time when the file was never read.
     """
     target = Path(root) / reason / source.name
-    if sha256 and target.exists():
-        target = target.with_name(f"{source.name}.{sha256[:12]}")
+    if target.exists():
+        suffix = sha256[:12] if sha256 else str(time.time_ns())
+        target = target.with_name(f"{source.name}.{suffix}")
     return target
 
 
 def _atomic_write(target: Path, write) -> None:
+    # Not synced here: a batch writes many files and then syncs them all at
+    # once with sync_to_disk, which costs one journal commit, not one a file.
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -74,12 +77,58 @@ def write_archive(target: Path, source: Path, raw: bytes, compressed_source: boo
 
 
 def set_aside(source: Path, target: Path, move: bool) -> None:
-    """Move (or copy) a quarantined file to ``target`` without overwriting."""
+    """Move (or copy) a quarantined file to ``target``; return True if it was copied.
+
+    A move within one file system is a rename and needs no sync; a copy is
+    synced with the rest of the batch before any input is deleted.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    if move:
-        shutil.move(source, target)
-    else:
-        _atomic_write(target, _copy_of(source))
+    if move and os.stat(source).st_dev == os.stat(target.parent).st_dev:
+        os.replace(source, target)
+        return False
+    _atomic_write(target, _copy_of(source))
+    return True
+
+
+def _load_syncfs():
+    # syncfs(2) flushes one file system in a single call, where an fsync per
+    # file costs a journal commit each (about 3 ms on ext4). Linux only.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs()
+
+
+def sync_to_disk(paths: list[Path]) -> None:
+    """Flush written files and their folder entries to disk.
+
+    Called before the inputs of a batch are deleted, so that a crash cannot
+    lose a log that exists only in the page cache.
+    """
+    folders = {Path(path).parent for path in paths}
+    if _syncfs is not None:
+        devices = {}
+        for folder in folders:
+            devices.setdefault(os.stat(folder).st_dev, folder)
+        for folder in devices.values():
+            descriptor = os.open(folder, os.O_RDONLY)
+            try:
+                if _syncfs(descriptor) != 0:
+                    error = ctypes.get_errno()
+                    raise OSError(error, f"syncfs failed on {folder}: {os.strerror(error)}")
+            finally:
+                os.close(descriptor)
+        return
+    for path in [*paths, *folders]:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def remove_source(source: Path, kept: Path | None) -> None:

@@ -1,7 +1,12 @@
 """Ingest batches of battle-log files: read, parse, frame, load, archive.
 
-:func:`ingest_batch` is the unit of work a worker process runs. Each file of
-the batch ends in exactly one outcome:
+A batch goes through two stages. :func:`prepare_batch` needs no database:
+it reads and parses the files and builds their frames. :func:`commit_batch`
+loads them in one transaction per round and then archives the files. A
+single process can overlap the two (parse the next batch while the database
+loads this one); :func:`ingest_batch` runs both in turn for worker processes.
+
+Each file of the batch ends in exactly one outcome:
 
 * ``loaded``: a new battle, committed, then archived as gzip;
 * ``replaced``: a changed file for a stored battle, which is deleted and
@@ -17,58 +22,27 @@ committed, so a crash can leave a file in the input folder (and the next run
 then sees a duplicate) but never an archived file whose battle is missing.
 """
 
-import os
-from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass
 from logging import getLogger
 from pathlib import Path
 
+import numpy as np
 import psycopg
 
 from pipelines import db
 from pipelines.battlelogs import files, load
-from pipelines.battlelogs.frames import BattleSource, build_frames
+from pipelines.battlelogs.frames import BattleSource, Frames, build_frames
 from pipelines.battlelogs.model import Battle
 from pipelines.battlelogs.parse import parse_log
-from pipelines.battlelogs.read import DEFAULT_MAX_BYTES, RawLog, Rejected, SourceFile, read_log
+from pipelines.battlelogs.read import RawLog, Rejected, SourceFile, read_log
+from pipelines.battlelogs.settings import FileOutcome, IngestSettings
 
 
 _log = getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 100
-DEFAULT_ARCHIVE_LEVEL = 6
-
-OUTCOMES = ("loaded", "replaced", "duplicate", "quarantined", "failed")
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    """Where and how to ingest; picklable, so worker processes get a copy."""
-
-    dsn: str
-    archive_root: Path
-    quarantine_root: Path
-    server: str = "main"
-    move: bool = False
-    max_bytes: int = DEFAULT_MAX_BYTES
-    batch_size: int = DEFAULT_BATCH_SIZE
-    archive_level: int = DEFAULT_ARCHIVE_LEVEL
-
-
-@dataclass
-class FileOutcome:
-    """What became of one input file."""
-
-    path: str
-    outcome: str
-    battle_id: int | None = None
-    sha256: str | None = None
-    size: int | None = None
-    reason: str | None = None
-    detail: str | None = None
-    moved_to: str | None = None
-    days: list[date] = field(default_factory=list)
+# Errors that mean one battle's data cannot be stored, as opposed to the
+# database being unreachable: the batch is then retried file by file.
+_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, ValueError, OverflowError, TypeError)
 
 
 @dataclass
@@ -77,14 +51,33 @@ class _Parsed:
     raw: RawLog
     battle: Battle
     outcome: FileOutcome
+    battle_source: BattleSource
+
+
+@dataclass
+class _Round:
+    """Parsed files that name each battle at most once, with their frames."""
+
+    items: list[_Parsed]
+    frames: Frames | None
+
+
+@dataclass
+class PreparedBatch:
+    """A batch after reading and parsing, ready to load."""
+
+    paths: list[str]
+    outcomes: dict[str, FileOutcome]
+    parsed: list[_Parsed]
+    rounds: list[_Round]
 
 
 _connection: psycopg.Connection | None = None
 
 
 def _get_connection(dsn: str) -> psycopg.Connection:
-    # One connection per worker process, reused across its batches and
-    # replaced when the server dropped it.
+    # One connection per process, reused across batches and replaced when
+    # the server dropped it.
     global _connection
     if _connection is None or _connection.closed or _connection.broken:
         _connection = db.connect(dsn)
@@ -100,6 +93,11 @@ def close_connection() -> None:
 
 def ingest_batch(paths: list[str], settings: IngestSettings, run_id: int | None) -> list[FileOutcome]:
     """Ingest one batch of files; return one outcome per path, in order."""
+    return commit_batch(prepare_batch(paths, settings), settings, run_id)
+
+
+def prepare_batch(paths: list[str], settings: IngestSettings) -> PreparedBatch:
+    """Read and parse a batch and build its frames; no database is needed."""
     outcomes: dict[str, FileOutcome] = {}
     parsed: list[_Parsed] = []
     for path in paths:
@@ -109,35 +107,47 @@ def ingest_batch(paths: list[str], settings: IngestSettings, run_id: int | None)
             outcomes[path] = item.outcome
         else:
             outcomes[path] = item
+            if item.outcome == "quarantined":
+                item.moved_to = str(files.quarantine_path(
+                    settings.quarantine_root, item.reason, Path(item.path), item.sha256,
+                ))
 
+    rounds = []
+    for items in _rounds(parsed):
+        try:
+            frames = _frames_of(items)
+        except _DATA_ERRORS as error:
+            # Shaping failed on some battle; loading file by file finds it.
+            _log.warning("could not shape a round of %d battles (%s); loading one by one", len(items), error)
+            frames = None
+        rounds.append(_Round(items, frames))
+    return PreparedBatch(paths=list(paths), outcomes=outcomes, parsed=parsed, rounds=rounds)
+
+
+def commit_batch(batch: PreparedBatch, settings: IngestSettings, run_id: int | None) -> list[FileOutcome]:
+    """Load a prepared batch, record every outcome, then archive its files."""
+    outcomes = batch.outcomes
     quarantined = [o for o in outcomes.values() if o.outcome == "quarantined"]
-    for outcome in quarantined:
-        outcome.moved_to = str(files.quarantine_path(
-            settings.quarantine_root, outcome.reason, Path(outcome.path), outcome.sha256,
-        ))
-
     try:
         connection = _get_connection(settings.dsn)
         _record_rejections(connection, quarantined, run_id)
-        for round_items in _rounds(parsed):
-            _load_round(connection, round_items, settings, run_id)
+        for round_ in batch.rounds:
+            _load_round(connection, round_, settings, run_id)
     except psycopg.OperationalError as error:
-        _log.error("database unavailable, %d files left for the next run: %s", len(paths), error)
+        _log.error("database unavailable, %d files left for the next run: %s", len(batch.paths), error)
         for outcome in outcomes.values():
             outcome.outcome, outcome.reason, outcome.detail = "failed", "database", str(error)
             outcome.moved_to = None
-        return [outcomes[p] for p in paths]
+            outcome.days = []
+        return [outcomes[p] for p in batch.paths]
 
-    parsed_by_path = {item.outcome.path: item for item in parsed}
-    for outcome in outcomes.values():
-        _settle_file(outcome, settings, parsed_by_path)
-    return [outcomes[p] for p in paths]
+    _settle_files(list(outcomes.values()), settings, {item.outcome.path: item for item in batch.parsed})
+    return [outcomes[p] for p in batch.paths]
 
 
 def _read_and_parse(path: Path, settings: IngestSettings) -> _Parsed | FileOutcome:
     source = SourceFile.from_path(path)
     outcome = FileOutcome(path=str(path), outcome="loaded", battle_id=source.name_battle_id)
-    raw = None
     try:
         if source.name_battle_id is None:
             raise Rejected(
@@ -150,7 +160,6 @@ def _read_and_parse(path: Path, settings: IngestSettings) -> _Parsed | FileOutco
         if battle.started_at is None and battle.ended_at is None:
             raise Rejected("missing_time", "the header has neither an end time (t2) nor a start time (note)")
         battle.flags |= raw.flags
-        return _Parsed(source, raw, battle, outcome)
     except Rejected as rejection:
         _log.info("quarantining %s: %s", path, rejection)
         outcome.outcome, outcome.reason, outcome.detail = "quarantined", rejection.reason, rejection.detail
@@ -161,6 +170,17 @@ def _read_and_parse(path: Path, settings: IngestSettings) -> _Parsed | FileOutco
     except OSError as error:
         outcome.outcome, outcome.reason, outcome.detail = "failed", "io_error", str(error)
         return outcome
+
+    archive = files.archive_path(settings.archive_root, battle.battle_id)
+    outcome.moved_to = str(archive)
+    battle_source = BattleSource(
+        server=settings.server,
+        sha256=raw.sha256,
+        size=raw.size,
+        source_path=str(path),
+        archive_path=str(archive),
+    )
+    return _Parsed(source, raw, battle, outcome, battle_source)
 
 
 def _rounds(parsed: list[_Parsed]) -> list[list[_Parsed]]:
@@ -180,6 +200,16 @@ def _rounds(parsed: list[_Parsed]) -> list[list[_Parsed]]:
             seen_in_round.append({battle_id})
             rounds.append([item])
     return rounds
+
+
+def _frames_of(items: list[_Parsed]) -> Frames:
+    # Provisional keys are positions in the round; the database assigns the
+    # real ones at load time.
+    return build_frames(
+        [item.battle for item in items],
+        [item.battle_source for item in items],
+        list(range(len(items))),
+    )
 
 
 def _record_rejections(connection, outcomes: list[FileOutcome], run_id) -> None:
@@ -202,11 +232,14 @@ def _insert_file_rows(cursor, outcomes: list[FileOutcome], run_id, server) -> No
     )
 
 
-def _load_round(connection, items: list[_Parsed], settings: IngestSettings, run_id) -> None:
+def _load_round(connection, round_: _Round, settings: IngestSettings, run_id) -> None:
+    items = round_.items
     try:
+        if round_.frames is None:
+            raise ValueError("the round could not be shaped")
         with connection.transaction(), connection.cursor() as cursor:
-            _write_round(cursor, items, settings, run_id)
-    except (psycopg.DataError, psycopg.IntegrityError, ValueError, OverflowError, TypeError) as error:
+            _write_round(cursor, round_, settings, run_id)
+    except _DATA_ERRORS as error:
         if len(items) == 1:
             _quarantine_unloadable(connection, items[0], error, settings, run_id)
             return
@@ -214,52 +247,71 @@ def _load_round(connection, items: list[_Parsed], settings: IngestSettings, run_
         # find it.
         _log.warning("batch of %d battles failed to load (%s); retrying one by one", len(items), error)
         for item in items:
-            item.outcome.outcome = "loaded"
-            _load_round(connection, [item], settings, run_id)
+            try:
+                frames = _frames_of([item])
+            except _DATA_ERRORS as shape_error:
+                _quarantine_unloadable(connection, item, shape_error, settings, run_id)
+                continue
+            _load_round(connection, _Round([item], frames), settings, run_id)
 
 
-def _write_round(cursor, items: list[_Parsed], settings: IngestSettings, run_id) -> None:
+def _write_round(cursor, round_: _Round, settings: IngestSettings, run_id) -> None:
+    items = round_.items
     server = settings.server
     battle_ids = [item.battle.battle_id for item in items]
     load.lock_battles(cursor, server, battle_ids)
     stored = load.stored_battles(cursor, server, battle_ids)
 
-    fresh: list[_Parsed] = []
+    fresh_positions = []
     replaced_ids = []
-    for item in items:
+    for position, item in enumerate(items):
         outcome = item.outcome
         outcome.days = []
         previous = stored.get(item.battle.battle_id)
-        outcome.moved_to = str(files.archive_path(settings.archive_root, item.battle.battle_id))
         if previous is None:
             outcome.outcome = "loaded"
-            fresh.append(item)
+            fresh_positions.append(position)
         elif previous.sha256 == item.raw.sha256:
             outcome.outcome = "duplicate"
         else:
             outcome.outcome = "replaced"
             outcome.days.append(previous.day)
             replaced_ids.append(previous.id)
-            fresh.append(item)
+            fresh_positions.append(position)
 
     load.delete_battles(cursor, replaced_ids)
-    if fresh:
-        keys = load.allocate_ids(cursor, len(fresh))
-        sources = [
-            BattleSource(
-                server=server,
-                sha256=item.raw.sha256,
-                size=item.raw.size,
-                source_path=item.outcome.path,
-                archive_path=item.outcome.moved_to,
-            )
-            for item in fresh
-        ]
-        frames = build_frames([item.battle for item in fresh], sources, keys)
+    if fresh_positions:
+        keys = np.full(len(items), -1, dtype=np.int64)
+        keys[fresh_positions] = load.allocate_ids(cursor, len(fresh_positions))
+        frames = _with_keys(round_.frames, keys)
         load.insert_frames(cursor, frames)
-        for item, day in zip(fresh, frames.battles["started_at"].fillna(frames.battles["ended_at"])):
-            item.outcome.days.append(day.date())
+        days = frames.battles["started_at"].fillna(frames.battles["ended_at"]).dt.date
+        for position, day in zip(fresh_positions, days):
+            items[position].outcome.days.append(day)
     _insert_file_rows(cursor, [item.outcome for item in items], run_id, server)
+
+
+def _with_keys(frames: Frames, keys: np.ndarray) -> Frames:
+    """Give frames their database keys and drop the battles that are not loaded.
+
+    ``keys[position]`` is the id of the round's battle at that position, or
+    -1 for a duplicate.
+    """
+    def keyed(frame, column):
+        provisional = frame[column].to_numpy()
+        wanted = keys[provisional]
+        kept = frame[wanted >= 0].copy()
+        kept[column] = wanted[wanted >= 0]
+        return kept
+
+    return Frames(
+        battles=keyed(frames.battles, "id"),
+        participants=keyed(frames.participants, "battle"),
+        events=keyed(frames.events, "battle"),
+        kills=keyed(frames.kills, "battle"),
+        loot=keyed(frames.loot, "battle"),
+        map_templates=frames.map_templates,
+    )
 
 
 def _quarantine_unloadable(connection, item: _Parsed, error: Exception, settings, run_id) -> None:
@@ -274,44 +326,45 @@ def _quarantine_unloadable(connection, item: _Parsed, error: Exception, settings
     _record_rejections(connection, [outcome], run_id)
 
 
-def _settle_file(outcome: FileOutcome, settings: IngestSettings, parsed_by_path) -> None:
-    """Archive or set aside one file after its outcome has been committed."""
-    source = Path(outcome.path)
-    try:
-        if outcome.outcome in ("loaded", "replaced", "duplicate"):
-            item = parsed_by_path[outcome.path]
-            target = Path(outcome.moved_to)
-            if outcome.outcome != "duplicate" or not target.exists():
-                files.write_archive(
-                    target, source, item.raw.original, item.source.compressed, settings.archive_level,
-                )
-            if settings.move:
-                files.remove_source(source, target)
-        elif outcome.outcome == "quarantined":
-            files.set_aside(source, Path(outcome.moved_to), settings.move)
-    except OSError as error:
-        # The database already holds the outcome; the file stays where it is
-        # and the next run settles it again (as a duplicate when it loaded).
-        _log.error("could not archive or set aside %s: %s", source, error)
+def _settle_files(outcomes: list[FileOutcome], settings: IngestSettings, parsed_by_path) -> None:
+    """Archive or set aside a batch's files after their outcomes were committed.
 
-
-def summarize(outcomes: list[FileOutcome]) -> dict:
-    """Count outcomes into the summary shape that the CLI prints."""
-    counts = defaultdict(int)
-    reasons: dict[str, int] = defaultdict(int)
+    New files are written first and synced together; only then are the
+    inputs removed (in move mode). A file that fails here stays where it is:
+    the database already holds its outcome and the next run settles it
+    again (as a duplicate when it loaded).
+    """
+    written: list[Path] = []
+    consumed: list[tuple[Path, Path]] = []
     for outcome in outcomes:
-        counts[outcome.outcome] += 1
-        if outcome.outcome == "quarantined":
-            reasons[outcome.reason] += 1
-    return {
-        "files": len(outcomes),
-        "loaded": counts["loaded"] + counts["replaced"],
-        "replaced": counts["replaced"],
-        "duplicates": counts["duplicate"],
-        "quarantined": dict(sorted(reasons.items())),
-        "failed": counts["failed"],
-    }
+        source = Path(outcome.path)
+        try:
+            if outcome.outcome in ("loaded", "replaced", "duplicate"):
+                item = parsed_by_path[outcome.path]
+                target = Path(outcome.moved_to)
+                if outcome.outcome != "duplicate" or not target.exists():
+                    files.write_archive(
+                        target, source, item.raw.original, item.source.compressed, settings.archive_level,
+                    )
+                    written.append(target)
+                if settings.move:
+                    consumed.append((source, target))
+            elif outcome.outcome == "quarantined":
+                target = Path(outcome.moved_to)
+                if files.set_aside(source, target, settings.move):
+                    written.append(target)
+                    if settings.move:
+                        consumed.append((source, target))
+        except OSError as error:
+            _log.error("could not archive or set aside %s: %s", source, error)
 
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("TZR_DATA_DIR", "var"))
+    try:
+        files.sync_to_disk(written)
+    except OSError as error:
+        _log.error("could not sync %d archived file(s), keeping the inputs: %s", len(written), error)
+        return
+    for source, target in consumed:
+        try:
+            files.remove_source(source, target)
+        except OSError as error:
+            _log.error("could not remove consumed input %s: %s", source, error)

@@ -1,7 +1,9 @@
 """In-memory model of one parsed battle, and the game's code tables."""
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 # Monster family codes, matched against the letters that follow ``$`` in a
@@ -73,21 +75,28 @@ ACTION_SPECIAL = 20
 SPECIAL_CODE_KILL = 7
 
 
-def monster_kind(login: str) -> str:
-    """Return the family code of a ``$``-prefixed monster login."""
-    letters = []
-    for char in login[1:]:
-        if not ("a" <= char <= "z" or "A" <= char <= "Z"):
-            break
-        letters.append(char.lower())
-    word = "".join(letters)
-    for prefix in sorted(MONSTER_KIND_ALIASES, key=len, reverse=True):
+# Longest first, so that a longer code wins over its own prefix.
+_KIND_PREFIXES = sorted(
+    [(alias, code) for alias, code in MONSTER_KIND_ALIASES.items()]
+    + [(code, code) for code in MONSTER_KINDS],
+    key=lambda pair: len(pair[0]),
+    reverse=True,
+)
+_LEADING_LETTERS_RE = re.compile(r"[A-Za-z]*")
+
+
+@lru_cache(maxsize=4096)
+def _kind_of_word(word: str) -> str:
+    for prefix, code in _KIND_PREFIXES:
         if word.startswith(prefix):
-            return MONSTER_KIND_ALIASES[prefix]
-    for code in sorted(MONSTER_KINDS, key=len, reverse=True):
-        if word.startswith(code):
             return code
     return UNKNOWN_MONSTER_KIND
+
+
+def monster_kind(login: str) -> str:
+    """Return the family code of a ``$``-prefixed monster login."""
+    word = _LEADING_LETTERS_RE.match(login, 1).group().lower()
+    return _kind_of_word(word)
 
 
 def loot_category(name: str | None) -> str:

@@ -30,7 +30,7 @@ LOG_SUFFIXES = (".tzb", ".tzb.gz")
 
 # Bytes 0x01-0x08 are the game protocol's substring-compression tokens. They are
 # illegal in XML, so a log carrying them has to be expanded before it can load.
-_PROTOCOL_TOKEN_RE = re.compile(rb"[\x01-\x08]")
+_PROTOCOL_TOKENS = [bytes([code]) for code in range(0x01, 0x09)]
 _STRIPPED_BYTES = b"\x00\x1f"
 _READ_CHUNK = 256 * 1024
 
@@ -140,11 +140,13 @@ def read_log(source: SourceFile, max_bytes: int = DEFAULT_MAX_BYTES) -> RawLog:
     if not data.strip():
         raise Rejected("empty", "the file holds no log text")
 
-    token = _PROTOCOL_TOKEN_RE.search(data)
-    if token is not None:
+    # bytes.find runs at memchr speed, far ahead of a regex search.
+    offsets = [offset for offset in map(data.find, _PROTOCOL_TOKENS) if offset >= 0]
+    if offsets:
+        offset = min(offsets)
         raise Rejected(
             "protocol_tokens",
-            f"byte 0x{token.group()[0]:02x} at offset {token.start()} is a game-protocol "
+            f"byte 0x{data[offset]:02x} at offset {offset} is a game-protocol "
             "compression token; expand the tokens before ingesting",
         )
 

@@ -9,7 +9,7 @@ never load the same drop folder twice at once. Each run leaves a row in
 import logging
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from logging import getLogger
@@ -20,14 +20,8 @@ from psycopg.types.json import Jsonb
 
 from pipelines import db
 from pipelines.battlelogs import marts
-from pipelines.battlelogs.ingest import (
-    FileOutcome,
-    IngestSettings,
-    close_connection,
-    ingest_batch,
-    summarize,
-)
 from pipelines.battlelogs.read import discover
+from pipelines.battlelogs.settings import FileOutcome, IngestSettings, run_batch, summarize
 
 
 _log = getLogger(__name__)
@@ -138,13 +132,7 @@ def _process(inputs, settings, workers, run_id, min_age, progress) -> list[FileO
     reporter = _ProgressReporter(run_id, total, progress)
 
     if workers <= 1 or len(batches) <= 1:
-        try:
-            for batch in batches:
-                outcomes.extend(ingest_batch(batch, settings, run_id))
-                reporter.update(len(outcomes))
-        finally:
-            close_connection()
-        return outcomes
+        return _process_in_this_process(batches, settings, run_id, reporter)
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
@@ -153,7 +141,7 @@ def _process(inputs, settings, workers, run_id, min_age, progress) -> list[FileO
         initializer=_init_worker,
         initargs=(logging.getLogger().getEffectiveLevel(),),
     ) as pool:
-        futures = {pool.submit(ingest_batch, batch, settings, run_id): batch for batch in batches}
+        futures = {pool.submit(run_batch, batch, settings, run_id): batch for batch in batches}
         for future in as_completed(futures):
             try:
                 outcomes.extend(future.result())
@@ -164,6 +152,31 @@ def _process(inputs, settings, workers, run_id, min_age, progress) -> list[FileO
                     for path in futures[future]
                 )
             reporter.update(len(outcomes))
+    return outcomes
+
+
+def _process_in_this_process(batches, settings, run_id, reporter) -> list[FileOutcome]:
+    # Parsing holds the interpreter while loading mostly waits on PostgreSQL,
+    # so a loader thread commits one batch while this thread prepares the
+    # next: the database's work overlaps ours. At most two batches are in
+    # memory at once.
+    from pipelines.battlelogs.ingest import close_connection, commit_batch, prepare_batch
+
+    outcomes: list[FileOutcome] = []
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader") as loader:
+            pending = None
+            for batch in batches:
+                prepared = prepare_batch(batch, settings)
+                if pending is not None:
+                    outcomes.extend(pending.result())
+                    reporter.update(len(outcomes))
+                pending = loader.submit(commit_batch, prepared, settings, run_id)
+            if pending is not None:
+                outcomes.extend(pending.result())
+                reporter.update(len(outcomes))
+    finally:
+        close_connection()
     return outcomes
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipelines.battlelogs.ingest import IngestSettings
+from pipelines.battlelogs.settings import IngestSettings
 from pipelines.battlelogs.runner import RUN_LOCK_KEY, RunInProgress, run_ingest
 
 

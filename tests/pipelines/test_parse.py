@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.battlelogs.cli import battle_summary
+from pipelines.battlelogs.summary import battle_summary
 from pipelines.battlelogs.frames import BattleSource, build_frames
 from pipelines.battlelogs.model import monster_kind
 from pipelines.battlelogs.parse import parse_hit, parse_log, strip_copies

@@ -102,8 +102,12 @@ CREATE INDEX participants_monster_kind_idx ON participants (monster_kind)
     WHERE monster_kind IS NOT NULL;
 
 -- One row per <a> action. actor and target are participant pids of the battle.
+-- No foreign key to battles: checking one per row made COPY four times slower
+-- (1.45 million rows: 7.2 s against 1.7 s on PostgreSQL 15). The loader writes
+-- a battle's events in the transaction that inserts the battle, and deletes
+-- them itself before it deletes or replaces the battle.
 CREATE TABLE events (
-    battle bigint NOT NULL REFERENCES battles (id) ON DELETE CASCADE,
+    battle bigint NOT NULL,
     seq integer NOT NULL,           -- order in the log, from 1
     turn smallint,
     frame smallint,                 -- sf: orders actions within a turn
