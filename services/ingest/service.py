@@ -1,0 +1,81 @@
+"""The ``ingest`` service: loads battle logs dropped into a folder, on a timer."""
+
+from logging import getLogger
+
+from nameko.rpc import rpc
+
+from services.common.postgres import Postgres
+from services.common.timer import config_timer
+from services.ingest.dependencies import CONFIG_SECTION, IngestRunner
+from services.ingest.exceptions import IngestFailed, InvalidArgument, RunInProgress
+
+
+_log = getLogger(__name__)
+
+MAX_RUNS_LISTED = 100
+
+
+class IngestService:
+    """Picks up new ``.tzb``/``.tzb.gz`` files in the drop folder and loads them.
+
+    Config section ``INGEST``: ``dsn``, ``drop_dir``, ``archive_dir``,
+    ``quarantine_dir``, ``server``, ``interval`` (seconds between checks),
+    ``workers`` (parser processes), ``min_age`` (seconds a file must rest
+    before it is picked up), ``timeout`` (seconds a run may last).
+    """
+
+    name = "ingest"
+
+    runner = IngestRunner()
+    db = Postgres(CONFIG_SECTION)
+
+    @config_timer(CONFIG_SECTION, "interval", default=60)
+    def ingest_drop_folder(self):
+        if not self.runner.has_pending_files():
+            return
+        try:
+            self.runner.run("timer")
+        except RunInProgress as error:
+            _log.info("scheduled ingestion skipped: %s", error)
+        except IngestFailed as error:
+            _log.error("scheduled ingestion failed: %s", error)
+
+    @rpc(expected_exceptions=(RunInProgress, IngestFailed))
+    def run_now(self):
+        """Ingest the drop folder now and wait for the run to end.
+
+        Returns the run summary: ``{"files", "loaded", "duplicates",
+        "quarantined": {reason: count}, "failed", "seconds"}``. Raises
+        ``RunInProgress`` when a run is already going on and ``IngestFailed``
+        when the run could not start or crashed.
+        """
+        return self.runner.run("rpc")
+
+    @rpc(expected_exceptions=(InvalidArgument,))
+    def last_runs(self, limit=10):
+        """Return the latest ``limit`` runs (1 to 100), newest first.
+
+        Each run is a dict with ``id``, ``trigger``, ``status``, ``started_at``
+        and ``finished_at`` (ISO 8601), the counts ``files``, ``loaded``,
+        ``replaced``, ``duplicates``, ``quarantined`` (reason -> count),
+        ``failed``, and ``seconds`` and ``error``.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RUNS_LISTED:
+            raise InvalidArgument(f"limit must be an integer from 1 to {MAX_RUNS_LISTED}, got {limit!r}")
+        with self.db.connection() as connection:
+            cursor = connection.execute(
+                "SELECT id, trigger, status, started_at, finished_at, files, loaded, replaced,"
+                " duplicates, quarantined, failed, seconds, error"
+                " FROM ingest_runs ORDER BY id DESC LIMIT %s",
+                (limit,),
+            )
+            names = [column.name for column in cursor.description]
+            rows = cursor.fetchall()
+        runs = []
+        for row in rows:
+            run = dict(zip(names, row))
+            for key in ("started_at", "finished_at"):
+                if run[key] is not None:
+                    run[key] = run[key].isoformat()
+            runs.append(run)
+        return runs
