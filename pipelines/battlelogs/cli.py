@@ -8,6 +8,7 @@ quarantined or failed, 2 for a usage error, 3 when the run could not start
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -34,14 +35,18 @@ EXIT_CANNOT_RUN = 3
 class _DefaultToIngest(click.Group):
     # Route "tzr-ingest PATH..." to the ingest command while keeping
     # "tzr-ingest show FILE" and the other subcommands.
-    # The group's own options are flags without values, so the first
-    # argument that does not start with "-" is the command or a path.
+    # The group's own options are flags without values; the first argument
+    # that is not one of them starts the command, or the ingest options and
+    # paths when it names no command.
+    _GROUP_FLAGS = re.compile(r"^(-v+|--verbose|-q|--quiet|--version|--help|-h)$")
+
     def parse_args(self, ctx, args):
         for index, arg in enumerate(args):
-            if not arg.startswith("-"):
-                if arg not in self.commands:
-                    args = [*args[:index], "ingest", *args[index:]]
-                break
+            if self._GROUP_FLAGS.match(arg):
+                continue
+            if arg not in self.commands:
+                args = [*args[:index], "ingest", *args[index:]]
+            break
         return super().parse_args(ctx, args)
 
 
