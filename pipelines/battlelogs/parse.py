@@ -183,18 +183,32 @@ class _LogTarget:
         action_detail = self._action_detail
         start_other = self._start_other
         count_unknown = self._count_unknown
+        by_login = self.by_login
+        segments_append = self.battle.segments.append
+        codes = self.battle.action_codes
+        max_depth = MAX_DEPTH
         # Depth is the number of start tags minus the number of end tags. lxml
         # calls end(tag) for every element, and a C-level list.append costs
-        # far less there than a Python function would.
+        # far less there than a Python function would. Only elements other
+        # than <a> are checked: a run of nested <a> is still bounded by the
+        # file size limit, and the parser keeps no per-level state for it.
         closed = []
         opened = 0
 
         def start(tag, attrib):
             nonlocal opened
             opened += 1
-            if opened - len(closed) > MAX_DEPTH:
-                raise Rejected("too_deep", f"elements nest deeper than {MAX_DEPTH} levels")
             if tag != "a":
+                if opened - len(closed) > max_depth:
+                    raise Rejected("too_deep", f"elements nest deeper than {max_depth} levels")
+                # Fast path for a known unit's block in a TURN, the second
+                # most common element: no join, no death, no battle id.
+                if tag == "USER" and self.turn is not None and len(attrib) == 1:
+                    participant = by_login.get(attrib.get("login"))
+                    if participant is not None:
+                        self.actor = participant
+                        segments_append((len(codes), self.turn, participant.pid))
+                        return
                 start_other(tag, attrib)
                 return
             if self.actor is None:
