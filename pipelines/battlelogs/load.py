@@ -37,7 +37,8 @@ def lock_battles(cursor: psycopg.Cursor, server: str, battle_ids: list[int]) -> 
     """Take transaction-scoped advisory locks on the battles of a batch.
 
     Workers that load the same battle at once are serialised here. Locks are
-    taken in sorted order, so two batches cannot deadlock on each other.
+    taken in sorted key order, so two batches request them in the same order
+    and do not deadlock.
     """
     keys = sorted(f"{server}:{battle_id}" for battle_id in set(battle_ids))
     cursor.execute(

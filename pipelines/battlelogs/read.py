@@ -65,7 +65,7 @@ class RawLog:
     """A log's bytes after reading: decompressed, cleaned and valid UTF-8.
 
     ``original`` is the uncompressed file exactly as received, which the
-    archive keeps; ``data`` is what the parser sees.
+    archive keeps; ``data`` is what the parser reads.
     """
 
     source: SourceFile
@@ -138,7 +138,7 @@ def read_log(source: SourceFile, max_bytes: int = DEFAULT_MAX_BYTES) -> RawLog:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if not data.strip():
-        raise Rejected("empty", "the file holds no log text")
+        raise Rejected("empty", "the file contains no log text")
 
     # bytes.find runs at memchr speed, far ahead of a regex search.
     offsets = [offset for offset in map(data.find, _PROTOCOL_TOKENS) if offset >= 0]

@@ -11,6 +11,8 @@ from logging import getLogger
 from nameko.extensions import DependencyProvider
 from psycopg_pool import ConnectionPool
 
+from services.common.config import section as config_section
+
 
 _log = getLogger(__name__)
 
@@ -29,7 +31,7 @@ class Postgres(DependencyProvider):
         self.pool = None
 
     def setup(self):
-        settings = self.container.config.get(self.section) or {}
+        settings = config_section(self.container.config, self.section)
         self.dsn = settings.get("dsn")
         if not self.dsn:
             raise ValueError(f"config {self.section}.dsn is missing: set the PostgreSQL connection URI")

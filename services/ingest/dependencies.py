@@ -14,6 +14,7 @@ from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
 
 from pipelines.battlelogs.read import discover
+from services.common.config import section as config_section
 from services.ingest.exceptions import IngestFailed, RunInProgress
 
 
@@ -40,7 +41,7 @@ class RunnerSettings:
 
     @classmethod
     def from_config(cls, config: dict) -> "RunnerSettings":
-        section = config.get(CONFIG_SECTION) or {}
+        section = config_section(config, CONFIG_SECTION)
         missing = [key for key in ("dsn", "drop_dir", "archive_dir", "quarantine_dir") if not section.get(key)]
         if missing:
             raise ValueError(f"config {CONFIG_SECTION} lacks {', '.join(missing)}")
