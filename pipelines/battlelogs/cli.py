@@ -87,7 +87,8 @@ _dsn_option = click.option(
               help="gzip level for archived logs.")
 @click.option("--min-age", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Skip files inside folders modified less than this many seconds ago.")
-@click.option("--no-marts", is_flag=True, help="Do not rebuild the marts for the days loaded.")
+@click.option("--no-marts", is_flag=True,
+              help="Do not rebuild the marts for the days loaded; run `tzr-ingest marts` afterwards.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("--trigger", type=click.Choice(["cli", "timer", "rpc"]), default="cli", hidden=True)
 def ingest(paths, dsn, server, workers, batch_size, archive_root, quarantine_root, move,
