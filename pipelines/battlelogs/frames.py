@@ -13,6 +13,7 @@ parsing the XML.
 
 import json
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -85,14 +86,14 @@ EVENT_COLUMNS = {
     "frame": "Int16",
     "actor": "int16",
     "action": "Int16",
-    "attack_type": "string",
+    "attack_type": "category",
     "target": "Int16",
     "cell_x": "Int16",
     "cell_y": "Int16",
     "value": "Int32",
     "hit_kind": "Int16",
     "amount": "Int32",
-    "effect_code": "string",
+    "effect_code": "category",
     "effect_amount": "Int32",
     "heal": "Int32",
     "code": "Int16",
@@ -201,6 +202,19 @@ def _masked(values: np.ndarray, mask: np.ndarray, dtype: str) -> pd.arrays.Integ
     return pd.arrays.IntegerArray(np.where(mask, 0, values).astype(numpy_dtype), mask)
 
 
+def _sparse_categories(total: int, where: np.ndarray, values) -> pd.Categorical:
+    """Build a categorical column of ``total`` rows from the ``values`` at ``where``.
+
+    Attack types and effect codes are a handful of short strings on a
+    minority of the actions, so codes into a small category list cost far
+    less than a string per row.
+    """
+    codes, categories = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    full = np.full(total, -1, dtype=np.int32)
+    full[where] = codes
+    return pd.Categorical.from_codes(full, categories=categories.astype(object))
+
+
 def _parse_int_strings(values: list, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Convert raw attribute strings to integers.
 
@@ -240,33 +254,51 @@ _INT_HIT_FIELDS = (0, 1, 3, 4)  # hit_kind, amount, effect_amount, heal
 _EFFECT_CODE_FIELD = 2
 
 
+_hit_rows: dict[str, tuple] = {}
+_NO_DESCRIPTOR = (0, 0, 0, 0, True, True, True, True, None, False)
+
+
+def _hit_row(descriptor: str) -> tuple:
+    # One row per distinct descriptor, kept for the life of the process:
+    # the four integer fields, their four missing flags, the effect code and
+    # whether the descriptor was bad.
+    row = _hit_rows.get(descriptor)
+    if row is None:
+        try:
+            hit = parse_hit(descriptor)
+            bad = False
+        except ValueError:
+            hit = (None, None, None, None, None)
+            bad = True
+        numbers = [hit[field] for field in _INT_HIT_FIELDS]
+        row = (
+            *(0 if value is None else value for value in numbers),
+            *(value is None for value in numbers),
+            hit[_EFFECT_CODE_FIELD],
+            bad,
+        )
+        if len(_hit_rows) < 200_000:
+            _hit_rows[descriptor] = row
+    return row
+
+
 def _hit_table(descriptors: list):
-    """Parse each distinct HP descriptor once and return per-attack columns.
+    """Split each attack's HP descriptor into hit columns.
 
     Returns ``(numbers, missing, effect_codes, bad)``: ``numbers`` and
     ``missing`` have one row per integer field (hit kind, amount, effect
     amount, heal) and one column per attack; ``bad`` marks descriptors that
-    did not parse.
+    did not parse. Each distinct descriptor is parsed once.
     """
     codes, uniques = pd.factorize(pd.Series(descriptors, dtype=object), use_na_sentinel=True)
-    parsed = []
-    bad = np.zeros(len(uniques) + 1, dtype=bool)
-    for position, descriptor in enumerate(uniques):
-        try:
-            parsed.append(parse_hit(descriptor))
-        except ValueError:
-            parsed.append((None, None, None, None, None))
-            bad[position] = True
-    parsed.append((None, None, None, None, None))  # code -1: no descriptor
-    numbers = np.array(
-        [[0 if hit[field] is None else hit[field] for hit in parsed] for field in _INT_HIT_FIELDS],
-        dtype=np.int64,
-    )
-    missing = np.array(
-        [[hit[field] is None for hit in parsed] for field in _INT_HIT_FIELDS], dtype=bool,
-    )
-    effect_codes = np.array([hit[_EFFECT_CODE_FIELD] for hit in parsed], dtype=object)
-    return numbers[:, codes], missing[:, codes], effect_codes[codes], bad[codes]
+    rows = [_hit_row(descriptor) for descriptor in uniques]
+    rows.append(_NO_DESCRIPTOR)  # code -1: the attack has no descriptor
+    columns = list(zip(*rows))
+    numbers = np.array(columns[0:4], dtype=np.int64)[:, codes]
+    missing = np.array(columns[4:8], dtype=bool)[:, codes]
+    effect_codes = np.array(columns[8], dtype=object)[codes]
+    bad = np.array(columns[9], dtype=bool)[codes]
+    return numbers, missing, effect_codes, bad
 
 
 def build_frames(
@@ -297,25 +329,30 @@ def build_frames(
     total = int(action_counts.sum())
     action_battle = np.repeat(np.arange(count), action_counts)
 
-    codes_raw = [code for b in battles for code in b.action_codes]
-    frames_raw = [frame for b in battles for frame in b.action_frames]
+    codes_raw = list(chain.from_iterable(b.action_codes for b in battles))
+    frames_raw = list(chain.from_iterable(b.action_frames for b in battles))
     action, action_missing, action_bad = _parse_int_strings(codes_raw, SMALLINT_MAX)
     frame, frame_missing, frame_bad = _parse_int_strings(frames_raw, SMALLINT_MAX)
     bad_per_battle = np.bincount(action_battle[action_bad | frame_bad], minlength=count)
 
-    # Turn and actor come from the segments: one per USER block in a TURN.
-    turn = np.empty(total, dtype=np.int64)
-    actor = np.empty(total, dtype=np.int64)
+    # Turn and actor come from the segments: one per USER block in a TURN,
+    # starting at an action index of its battle. Shifted by the battle's
+    # offset, the segments of the batch line up end to end.
+    segment_starts, segment_turns, segment_actors = [], [], []
     for index, battle in enumerate(battles):
-        segments = battle.segments
-        if not segments:
-            continue
-        starts = [start for start, _, _ in segments]
-        lengths = np.diff(np.append(starts, len(battle.action_codes)))
-        begin = action_offsets[index]
-        end = begin + action_counts[index]
-        turn[begin:end] = np.repeat([t for _, t, _ in segments], lengths)
-        actor[begin:end] = np.repeat([pid for _, _, pid in segments], lengths)
+        if battle.segments:
+            starts, turns, actors = zip(*battle.segments)
+            segment_starts.append(np.asarray(starts, dtype=np.int64) + action_offsets[index])
+            segment_turns.append(turns)
+            segment_actors.append(actors)
+    if segment_starts:
+        starts = np.concatenate(segment_starts)
+        lengths = np.diff(np.append(starts, total))
+        turn = np.repeat(np.concatenate(segment_turns).astype(np.int64), lengths)
+        actor = np.repeat(np.concatenate(segment_actors).astype(np.int64), lengths)
+    else:
+        turn = np.zeros(total, dtype=np.int64)
+        actor = np.zeros(total, dtype=np.int64)
     actor_unit = actor + np.repeat(unit_offsets, action_counts)
 
     # Details, scattered back to their actions.
@@ -335,7 +372,7 @@ def build_frames(
         where = np.concatenate(where_parts) if where_parts else np.zeros(0, dtype=np.int64)
         return where, columns
 
-    attack_type = np.full(total, None, dtype=object)
+    attack_type = pd.Categorical.from_codes(np.full(total, -1, dtype=np.int8), categories=[])
     target = np.full(total, -1, dtype=np.int64)
     cell_x = np.zeros(total, dtype=np.int64)
     cell_y = np.zeros(total, dtype=np.int64)
@@ -343,14 +380,14 @@ def build_frames(
     # Rows: hit_kind, amount, effect_amount, heal.
     hit_numbers = np.zeros((4, total), dtype=np.int64)
     hit_missing = np.ones((4, total), dtype=bool)
-    effect_code = np.full(total, None, dtype=object)
+    effect_code = attack_type
     where, (types, targets, cells, descriptors) = detail_columns("attacks", 5)
     if len(where):
-        attack_type[where] = types
+        attack_type = _sparse_categories(total, where, types)
         target[where] = [-1 if t is None else t for t in targets]
-        for position, cell in zip(where, cells):
-            if cell is None:
-                continue
+        cells = np.asarray(cells, dtype=object)
+        aimed = np.flatnonzero(pd.notna(cells))
+        for position, cell in zip(where[aimed], cells[aimed]):
             x_text, _, y_text = cell.partition(",")
             try:
                 x_value, y_value = int(x_text), int(y_text)
@@ -363,7 +400,7 @@ def build_frames(
         numbers, missing, effect_codes, bad_hits = _hit_table(descriptors)
         hit_numbers[:, where] = numbers
         hit_missing[:, where] = missing
-        effect_code[where] = effect_codes
+        effect_code = _sparse_categories(total, where, effect_codes)
         bad_per_battle += np.bincount(action_battle[where[bad_hits]], minlength=count)
 
     code = np.zeros(total, dtype=np.int64)
@@ -426,14 +463,14 @@ def build_frames(
         "frame": _masked(frame, frame_missing, "Int16"),
         "actor": actor.astype(np.int16),
         "action": _masked(action, action_missing, "Int16"),
-        "attack_type": pd.array(attack_type, dtype="string"),
+        "attack_type": attack_type,
         "target": _masked(target, ~has_target, "Int16"),
         "cell_x": _masked(cell_x, cell_missing, "Int16"),
         "cell_y": _masked(cell_y, cell_missing, "Int16"),
         "value": _masked(value, value_missing, "Int32"),
         "hit_kind": _masked(hit_numbers[0], hit_missing[0], "Int16"),
         "amount": _masked(amount, hit_missing[1], "Int32"),
-        "effect_code": pd.array(effect_code, dtype="string"),
+        "effect_code": effect_code,
         "effect_amount": _masked(hit_numbers[2], hit_missing[2], "Int32"),
         "heal": _masked(heal, hit_missing[3], "Int32"),
         "code": _masked(code, code_missing, "Int16"),

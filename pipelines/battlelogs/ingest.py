@@ -1,10 +1,12 @@
 """Ingest batches of battle-log files: read, parse, frame, load, archive.
 
-A batch goes through two stages. :func:`prepare_batch` needs no database:
-it reads and parses the files and builds their frames. :func:`commit_batch`
-loads them in one transaction per round and then archives the files. A
-single process can overlap the two (parse the next batch while the database
-loads this one); :func:`ingest_batch` runs both in turn for worker processes.
+A batch goes through three stages. :func:`prepare_batch` needs no database:
+it reads and parses the files and builds their frames. :func:`load_batch`
+loads them in one transaction per round and records every outcome, and
+:func:`settle_batch` then archives the files or sets them aside. A single
+process overlaps the stages (parsing the next batch while the database
+loads this one and the previous one is compressed into the archive);
+:func:`ingest_batch` runs them in turn for worker processes.
 
 Each file of the batch ends in exactly one outcome:
 
@@ -126,6 +128,16 @@ def prepare_batch(paths: list[str], settings: IngestSettings) -> PreparedBatch:
 
 def commit_batch(batch: PreparedBatch, settings: IngestSettings, run_id: int | None) -> list[FileOutcome]:
     """Load a prepared batch, record every outcome, then archive its files."""
+    outcomes = load_batch(batch, settings, run_id)
+    settle_batch(batch, settings)
+    return outcomes
+
+
+def load_batch(batch: PreparedBatch, settings: IngestSettings, run_id: int | None) -> list[FileOutcome]:
+    """Load a prepared batch and record every file's outcome in the database.
+
+    The files stay where they are until :func:`settle_batch` runs.
+    """
     outcomes = batch.outcomes
     quarantined = [o for o in outcomes.values() if o.outcome == "quarantined"]
     try:
@@ -139,10 +151,14 @@ def commit_batch(batch: PreparedBatch, settings: IngestSettings, run_id: int | N
             outcome.outcome, outcome.reason, outcome.detail = "failed", "database", str(error)
             outcome.moved_to = None
             outcome.days = []
-        return [outcomes[p] for p in batch.paths]
-
-    _settle_files(list(outcomes.values()), settings, {item.outcome.path: item for item in batch.parsed})
     return [outcomes[p] for p in batch.paths]
+
+
+def settle_batch(batch: PreparedBatch, settings: IngestSettings) -> None:
+    """Archive or set aside the files of a loaded batch (see :func:`_settle_files`)."""
+    _settle_files(
+        list(batch.outcomes.values()), settings, {item.outcome.path: item for item in batch.parsed},
+    )
 
 
 def _read_and_parse(path: Path, settings: IngestSettings) -> _Parsed | FileOutcome:

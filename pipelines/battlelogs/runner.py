@@ -156,25 +156,36 @@ def _process(inputs, settings, workers, run_id, min_age, progress) -> list[FileO
 
 
 def _process_in_this_process(batches, settings, run_id, reporter) -> list[FileOutcome]:
-    # Parsing holds the interpreter while loading mostly waits on PostgreSQL,
-    # so a loader thread commits one batch while this thread prepares the
-    # next: the database's work overlaps ours. At most two batches are in
-    # memory at once.
-    from pipelines.battlelogs.ingest import close_connection, commit_batch, prepare_batch
+    # Parsing holds the interpreter, while loading mostly waits on PostgreSQL
+    # and gzip releases the interpreter lock, so the three stages overlap: this
+    # thread prepares batch N+1 while a loader thread loads batch N and an
+    # archiver thread settles batch N-1. At most three batches are in memory.
+    from pipelines.battlelogs.ingest import close_connection, load_batch, prepare_batch, settle_batch
 
     outcomes: list[FileOutcome] = []
+    loading = None
+    settling = None
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader") as loader:
-            pending = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader") as loader, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="archiver") as archiver:
+
+            def hand_over(loaded_batch, future):
+                nonlocal settling
+                outcomes.extend(future.result())
+                if settling is not None:
+                    settling.result()
+                settling = archiver.submit(settle_batch, loaded_batch, settings)
+                reporter.update(len(outcomes))
+
             for batch in batches:
                 prepared = prepare_batch(batch, settings)
-                if pending is not None:
-                    outcomes.extend(pending.result())
-                    reporter.update(len(outcomes))
-                pending = loader.submit(commit_batch, prepared, settings, run_id)
-            if pending is not None:
-                outcomes.extend(pending.result())
-                reporter.update(len(outcomes))
+                if loading is not None:
+                    hand_over(*loading)
+                loading = (prepared, loader.submit(load_batch, prepared, settings, run_id))
+            if loading is not None:
+                hand_over(*loading)
+            if settling is not None:
+                settling.result()
     finally:
         close_connection()
     return outcomes

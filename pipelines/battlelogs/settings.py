@@ -13,7 +13,7 @@ from pathlib import Path
 from pipelines.battlelogs.read import DEFAULT_MAX_BYTES
 
 
-DEFAULT_BATCH_SIZE = 100
+DEFAULT_BATCH_SIZE = 50
 DEFAULT_ARCHIVE_LEVEL = 6
 
 OUTCOMES = ("loaded", "replaced", "duplicate", "quarantined", "failed")
