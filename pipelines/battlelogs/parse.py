@@ -21,7 +21,8 @@ Decisions on irregular logs:
   ``truncated``: a partial battle would report the wrong survivors and kills,
   and the collector can fetch the log again, which then replaces nothing;
 * unknown elements and attributes are counted per name and never fatal;
-* a number that does not parse is stored as NULL and flagged ``bad_values``.
+* a number that does not parse, or does not fit its column, is stored as
+  NULL and flagged ``bad_values``.
 """
 
 import hashlib
@@ -46,7 +47,6 @@ _WRAPPER_CLOSE = b"</TZRLOG>"
 _XML_DECLARATION_RE = re.compile(rb"^\s*<\?xml[^>]*\?>")
 _TRAILER_RE = re.compile(rb"\s*(</BLOOK\s*>\s*)?")
 
-KNOWN_ELEMENTS = frozenset({_WRAPPER, "BLOOK", "BATTLE", "MAP", "USER", "O", "TURN", "a"})
 _STATUS_ATTRIBUTES = {
     base + suffix
     for base in "DPNHCZOBVISE"
@@ -88,8 +88,6 @@ BIGINT_MAX = 2**63 - 1
 #: Unix times accepted for battle start and end: 1970 to 2106.
 TIME_MAX = 2**32
 
-_hp_cache: dict[str, tuple] = {}
-
 
 def _decoded(value):
     # With entity resolution off, libxml2 hands every literal "&" in an
@@ -114,10 +112,6 @@ def parse_hit(descriptor: str) -> tuple:
 
     Raises ValueError for any other shape.
     """
-    cached = _hp_cache.get(descriptor)
-    if cached is not None:
-        return cached
-
     parts = descriptor.split(":")
     if len(parts) == 1:
         hit_kind, rest = 0, parts
@@ -148,10 +142,7 @@ def parse_hit(descriptor: str) -> tuple:
     ):
         raise ValueError(f"HP descriptor {descriptor!r} holds a number out of range")
 
-    result = (hit_kind, amount, effect_code, effect_amount, heal)
-    if len(_hp_cache) < 100_000:
-        _hp_cache[descriptor] = result
-    return result
+    return hit_kind, amount, effect_code, effect_amount, heal
 
 
 class _LogTarget:

@@ -5,7 +5,7 @@ test writes; times are seconds after DAY0 (2025-10-09 00:00 UTC).
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
