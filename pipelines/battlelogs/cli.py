@@ -35,9 +35,9 @@ EXIT_CANNOT_RUN = 3
 class _DefaultToIngest(click.Group):
     # Route "tzr-ingest PATH..." to the ingest command while keeping
     # "tzr-ingest show FILE" and the other subcommands.
-    # The group's own options are flags without values; the first argument
-    # that is not one of them starts the command, or the ingest options and
-    # paths when it names no command.
+    # The group's own options are flags without values. The first argument
+    # that is not one of them starts the command, or, when it names no
+    # command, the ingest options and paths.
     _GROUP_FLAGS = re.compile(r"^(-v+|--verbose|-q|--quiet|--version|--help|-h)$")
 
     def parse_args(self, ctx, args):
@@ -56,7 +56,11 @@ class _DefaultToIngest(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 def main(verbose: int, quiet: bool) -> None:
     """Load TimeZero battle logs (.tzb, .tzb.gz) into PostgreSQL."""
-    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    level = logging.INFO
+    if quiet:
+        level = logging.WARNING
+    elif verbose:
+        level = logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 

@@ -145,7 +145,7 @@ _NO_TURN = np.iinfo(np.int32).max
 
 @dataclass
 class BattleSource:
-    """Where a parsed battle came from, as the battles table records it."""
+    """The origin of a parsed battle, as the battles table records it."""
 
     server: str
     sha256: str
@@ -310,7 +310,7 @@ def build_frames(
 
     Without ``keys`` the battles are numbered from 1, which is enough for
     inspecting frames without a database. Bad values found while converting
-    actions add to each battle's ``bad_values`` in the frame; the battles
+    actions add to each battle's ``bad_values`` in the frame. The battles
     themselves are not changed, so a batch can be shaped again.
     """
     if keys is None:
@@ -536,8 +536,8 @@ def build_frames(
 
 
 def _loot_rows(key: int, battle: Battle, turn: np.ndarray, offset: int) -> list[tuple]:
-    # Each participant's pickup of an item id counts once; a pickup is on the
-    # map when its id is among the map objects, unknown when there are none.
+    # Each participant's pickup of an item id counts once. A pickup is on the
+    # map when its id is among the map objects, and unknown when there are none.
     rows = []
     seen = set()
     objects = battle.map_objects

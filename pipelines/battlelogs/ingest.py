@@ -21,7 +21,7 @@ Each file of the batch ends in exactly one outcome:
 
 Files are moved or copied only after the transaction that records them has
 committed, so a crash can leave a file in the input folder (and the next run
-then sees a duplicate) but never an archived file whose battle is missing.
+then finds a duplicate) but never an archived file whose battle is missing.
 """
 
 from dataclasses import dataclass
@@ -201,7 +201,7 @@ def _read_and_parse(path: Path, settings: IngestSettings) -> _Parsed | FileOutco
 
 def _rounds(parsed: list[_Parsed]) -> list[list[_Parsed]]:
     # A battle may appear twice in one batch (a .tzb and its .gz, or a copy):
-    # each round holds a battle at most once, so the later file is compared
+    # each round contains a battle at most once, so the later file is compared
     # against the earlier one as if it came in the next run.
     rounds: list[list[_Parsed]] = []
     seen_in_round: list[set[int]] = []
@@ -347,7 +347,7 @@ def _settle_files(outcomes: list[FileOutcome], settings: IngestSettings, parsed_
 
     New files are written first and synced together; only then are the
     inputs removed (in move mode). A file that fails here stays where it is:
-    the database already holds its outcome and the next run settles it
+    the database already contains its outcome and the next run settles it
     again (as a duplicate when it loaded).
     """
     written: list[Path] = []

@@ -43,7 +43,7 @@ def refresh(connection: psycopg.Connection, days: list[date] | None) -> None:
     if not ranges:
         return
     started = time.monotonic()
-    # A client-side cursor, because a mart file holds several statements and
+    # A client-side cursor, because a mart file contains several statements and
     # server-side binding accepts one statement per execute.
     with connection.transaction(), psycopg.ClientCursor(connection) as cursor:
         if days is not None:

@@ -159,8 +159,8 @@ class Battle:
 
     Actions are kept as raw columns in log order, because converting them
     one by one in Python would cost more than parsing the XML:
-    ``action_codes`` and ``action_frames`` hold every action's ``t`` and
-    ``sf`` strings; ``segments`` holds ``(first action index, turn, actor
+    ``action_codes`` and ``action_frames`` contain every action's ``t`` and
+    ``sf`` strings; ``segments`` contains ``(first action index, turn, actor
     pid)`` for each run of actions that one unit made in one turn. Details
     exist only for the actions that have them, keyed by action index:
     ``attacks`` rows are ``(index, type, target pid, xy, HP)``, ``specials``

@@ -21,7 +21,7 @@ OUTCOMES = ("loaded", "replaced", "duplicate", "quarantined", "failed")
 
 @dataclass(frozen=True)
 class IngestSettings:
-    """Where and how to ingest; picklable, so worker processes get a copy."""
+    """Ingestion settings: folders, limits and mode; picklable, so worker processes get a copy."""
 
     dsn: str
     archive_root: Path
@@ -35,7 +35,7 @@ class IngestSettings:
 
 @dataclass
 class FileOutcome:
-    """What became of one input file."""
+    """The outcome of one input file, as ingest_files records it."""
 
     path: str
     outcome: str

@@ -13,7 +13,11 @@ def _iso(timestamp) -> str | None:
 
 
 def _optional(value):
-    return None if pd.isna(value) else value.item() if hasattr(value, "item") else value
+    if pd.isna(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()  # a numpy scalar, which json cannot write
+    return value
 
 
 def battle_summary(battle: Battle, server: str) -> dict:

@@ -1,7 +1,7 @@
 """Defaults for config sections that the service config does not set.
 
 ``nameko run services`` without ``--config`` gives the services no sections
-of their own; they then fall back to the packaged ``services/config.yml``,
+of their own. They then fall back to the packaged ``services/config.yml``,
 read with nameko's ``${VAR:default}`` substitution, so the same environment
 variables apply either way.
 """

@@ -20,7 +20,7 @@ _log = getLogger(__name__)
 class Postgres(DependencyProvider):
     """A connection pool opened at container start and closed at stop or kill.
 
-    ``section`` names the config mapping that holds ``dsn``, and optionally
+    ``section`` names the config mapping that contains ``dsn``, and optionally
     ``pool_min``, ``pool_max`` and ``timeout`` (seconds to wait for a free
     connection). Workers get the pool itself: ``with self.db.connection() as
     conn`` borrows a connection and commits or rolls back on exit.
