@@ -137,7 +137,7 @@ def test_run_now_while_another_run_holds_the_lock(pg, pg_dsn, container_factory,
 
 
 def test_long_run_leaves_the_service_responsive(pg, container_factory, service_config, folders):
-    """A run parses in a child process, so other RPCs keep being answered."""
+    """A run parses in a child process, so the service keeps serving other RPCs."""
     service_config["INGEST"]["interval"] = 3600
     write_corpus(folders["drop"], 400, seed=7, layout="flat")
     (folders["drop"] / "truth.jsonl").unlink(missing_ok=True)
@@ -151,7 +151,7 @@ def test_long_run_leaves_the_service_responsive(pg, container_factory, service_c
             runs = second.last_runs(1)
             with pytest.raises(RunInProgress):
                 second.run_now()
-        # Answered while the run was still going on.
+        # Served while the run was still going on.
         assert runs[0]["status"] == "running"
         summary = run.wait()
     assert summary["loaded"] == 400
