@@ -1,6 +1,7 @@
 """PostgreSQL connections and schema migrations for the analytics database."""
 
 import os
+import re
 from logging import getLogger
 from pathlib import Path
 
@@ -13,6 +14,10 @@ _log = getLogger(__name__)
 DSN_ENV = "TZR_PG_DSN"
 DEFAULT_DSN = "postgresql://tzr@127.0.0.1:5432/tzr"
 MIGRATIONS_DIR = Path(__file__).with_name("sql") / "migrations"
+#: Seconds to wait for a connection before giving up.
+CONNECT_TIMEOUT = 10
+
+_PASSWORD_RE = re.compile(r"^(\w+(?:\+\w+)?://[^:/@]*:)[^@]*@")
 
 
 class SchemaOutdated(RuntimeError):
@@ -23,7 +28,13 @@ def resolve_dsn(dsn: str | None = None) -> str:
     return dsn or os.environ.get(DSN_ENV) or DEFAULT_DSN
 
 
+def redacted(dsn: str) -> str:
+    """Return ``dsn`` with any password replaced by ``***``, for messages and logs."""
+    return _PASSWORD_RE.sub(r"\1***@", dsn)
+
+
 def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
+    kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
     return psycopg.connect(resolve_dsn(dsn), **kwargs)
 
 

@@ -6,6 +6,7 @@ quarantined or failed, 2 for a usage error, 3 when the run could not start
 (database unreachable, schema outdated, another run in progress).
 """
 
+import contextlib
 import json
 import logging
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 import click
 import psycopg
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipelines import db
 from pipelines.battlelogs import marts
@@ -24,7 +26,7 @@ from pipelines.battlelogs.settings import (
     IngestSettings,
     default_data_dir,
 )
-from pipelines.battlelogs.read import DEFAULT_MAX_BYTES, Rejected, SourceFile, read_log
+from pipelines.battlelogs.read import DEFAULT_MAX_BYTES, Rejected, SourceFile
 from pipelines.battlelogs.runner import RunInProgress, run_ingest
 
 
@@ -33,11 +35,15 @@ EXIT_CANNOT_RUN = 3
 
 
 class _DefaultToIngest(click.Group):
-    # Route "tzr-ingest PATH..." to the ingest command while keeping
-    # "tzr-ingest show FILE" and the other subcommands.
-    # The group's own options are flags without values. The first argument
-    # that is not one of them starts the command, or, when it names no
-    # command, the ingest options and paths.
+    """Routes ``tzr-ingest PATH...`` to the ingest command.
+
+    The group's own options are flags without values. The first argument
+    after them names the command; when it names none, the arguments are the
+    ingest options and paths. A command name that follows options (``--dsn
+    URI runs``) is moved to the front, so options may come first; a path
+    that happens to be called like a command needs a ``./`` prefix.
+    """
+
     _GROUP_FLAGS = re.compile(r"^(-v+|--verbose|-q|--quiet|--version|--help|-h)$")
 
     def parse_args(self, ctx, args):
@@ -45,7 +51,13 @@ class _DefaultToIngest(click.Group):
             if self._GROUP_FLAGS.match(arg):
                 continue
             if arg not in self.commands:
-                args = [*args[:index], "ingest", *args[index:]]
+                rest = args[index:]
+                named = next((position for position, word in enumerate(rest) if word in self.commands), None)
+                if arg.startswith("-") and named is not None:
+                    rest = [rest[named], *rest[:named], *rest[named + 1:]]
+                else:
+                    rest = ["ingest", *rest]
+                args = [*args[:index], *rest]
             break
         return super().parse_args(ctx, args)
 
@@ -55,7 +67,10 @@ class _DefaultToIngest(click.Group):
 @click.option("-v", "--verbose", count=True, help="Log more: -v for debug messages.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 def main(verbose: int, quiet: bool) -> None:
-    """Load TimeZero battle logs (.tzb, .tzb.gz) into PostgreSQL."""
+    """Load TimeZero battle logs (.tzb, .tzb.gz) into PostgreSQL.
+
+    `tzr-ingest PATH...` is short for `tzr-ingest ingest PATH...`.
+    """
     level = logging.INFO
     if quiet:
         level = logging.WARNING
@@ -69,12 +84,45 @@ _dsn_option = click.option(
     help=f"PostgreSQL connection URI (environment: {db.DSN_ENV}).",
 )
 
+_SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+def _check_server(ctx, param, value: str) -> str:
+    if not _SERVER_NAME_RE.match(value):
+        raise click.BadParameter(f"{value!r} is not a server name: use 1 to 32 letters, digits, '_', '.' or '-'")
+    return value
+
+
+_server_option = click.option(
+    "--server", envvar="TZR_SERVER", default="main", show_default=True, callback=_check_server,
+    help="Name of the game server the logs come from; battle ids repeat across servers "
+         "(environment: TZR_SERVER).",
+)
+
+
+def _fail_to_start(error: Exception, dsn: str) -> None:
+    """Print why the command could not work with the database, and exit with status 3."""
+    if isinstance(error, (RunInProgress, db.SchemaOutdated)):
+        message = str(error)
+    elif isinstance(error, psycopg.errors.UndefinedTable):
+        message = f"the database at {db.redacted(dsn)} has no TZR Host schema; run `tzr-ingest migrate`"
+    else:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        message = (
+            f"cannot use PostgreSQL at {db.redacted(dsn)}: {reason}; "
+            f"check --dsn or {db.DSN_ENV}"
+        )
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_CANNOT_RUN)
+
+
+_START_ERRORS = (RunInProgress, db.SchemaOutdated, psycopg.Error, ValueError)
+
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_dsn_option
-@click.option("--server", envvar="TZR_SERVER", default="main", show_default=True,
-              help="Name of the game server the logs come from; battle ids repeat across servers.")
+@_server_option
 @click.option("-w", "--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes that parse and load batches in parallel.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=DEFAULT_BATCH_SIZE, show_default=True,
@@ -90,10 +138,12 @@ _dsn_option = click.option(
 @click.option("--archive-level", type=click.IntRange(1, 9), default=DEFAULT_ARCHIVE_LEVEL, show_default=True,
               help="gzip level for archived logs.")
 @click.option("--min-age", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Skip files inside folders modified less than this many seconds ago.")
+              help="Inside folders, skip files whose modification time is less than this many seconds ago.")
 @click.option("--no-marts", is_flag=True,
               help="Do not rebuild the marts for the days loaded; run `tzr-ingest marts` afterwards.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON object on stdout: files, loaded (replaced included), "
+                   "duplicates, quarantined (reason: count), failed, seconds.")
 @click.option("--trigger", type=click.Choice(["cli", "timer", "rpc"]), default="cli", hidden=True)
 def ingest(paths, dsn, server, workers, batch_size, archive_root, quarantine_root, move,
            max_bytes, archive_level, min_age, no_marts, as_json, trigger):
@@ -109,23 +159,27 @@ def ingest(paths, dsn, server, workers, batch_size, archive_root, quarantine_roo
         batch_size=batch_size,
         archive_level=archive_level,
     )
-    bar = tqdm(total=0, unit="file", dynamic_ncols=True, disable=not sys.stderr.isatty(), file=sys.stderr)
+    bar = None
 
     def show_progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
+        bar.update(done - bar.n)
 
+    on_terminal = sys.stderr.isatty()
     try:
-        result = run_ingest(
-            paths, settings, workers=workers, trigger=trigger, min_age=min_age,
-            refresh_marts=not no_marts, progress=None if bar.disable else show_progress,
-        )
-    except (RunInProgress, db.SchemaOutdated, psycopg.OperationalError) as error:
-        bar.close()
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_CANNOT_RUN)
-    bar.close()
+        # Log lines go through tqdm on a terminal, so they do not tear the bar.
+        with logging_redirect_tqdm() if on_terminal else contextlib.nullcontext():
+            result = run_ingest(
+                paths, settings, workers=workers, trigger=trigger, min_age=min_age,
+                refresh_marts=not no_marts, progress=show_progress if on_terminal else None,
+            )
+    except _START_ERRORS as error:
+        _fail_to_start(error, dsn)
+    finally:
+        if bar is not None:
+            bar.close()
 
     summary = result.summary
     if as_json:
@@ -152,23 +206,23 @@ def _describe_summary(run_id: int, summary: dict) -> str:
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--server", envvar="TZR_SERVER", default="main", show_default=True,
-              help="Server name to report.")
+@_server_option
 @click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT_MAX_BYTES, show_default=True,
               help="Largest uncompressed log accepted, in bytes.")
 def show(file: Path, server: str, max_bytes: int) -> None:
-    """Parse one log without a database and print it as JSON."""
-    from pipelines.battlelogs.parse import parse_log
+    """Parse one log without a database and print it as JSON.
 
-    source = SourceFile.from_path(file)
+    Applies the checks of a run: a file that a run would quarantine prints
+    {"file", "rejected": reason, "detail"} and exits with status 1.
+    """
+    from pipelines.battlelogs.parse import load_log
+
     try:
-        raw = read_log(source, max_bytes)
-        battle = parse_log(raw.data, source.name_battle_id)
+        _raw, battle = load_log(SourceFile.from_path(file), max_bytes)
     except Rejected as rejection:
         click.echo(json.dumps({"file": str(file), "rejected": rejection.reason, "detail": rejection.detail},
                               ensure_ascii=False))
         sys.exit(EXIT_FILES_REJECTED)
-    battle.flags |= raw.flags
     click.echo(json.dumps(battle_summary(battle, server), ensure_ascii=False, indent=2))
 
 
@@ -185,9 +239,8 @@ def migrate(dsn: str) -> None:
     """Apply pending schema migrations."""
     try:
         applied = db.migrate(dsn)
-    except psycopg.OperationalError as error:
-        click.echo(f"error: cannot connect to PostgreSQL: {error}", err=True)
-        sys.exit(EXIT_CANNOT_RUN)
+    except _START_ERRORS as error:
+        _fail_to_start(error, dsn)
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema is up to date")
 
 
@@ -199,9 +252,8 @@ def rebuild_marts(dsn: str) -> None:
         db.require_current_schema(dsn)
         with db.connect(dsn, autocommit=True) as connection:
             marts.refresh(connection, None)
-    except (db.SchemaOutdated, psycopg.OperationalError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_CANNOT_RUN)
+    except _START_ERRORS as error:
+        _fail_to_start(error, dsn)
     click.echo(f"rebuilt {len(marts.mart_files())} mart file(s)")
 
 
@@ -210,12 +262,15 @@ def rebuild_marts(dsn: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="Runs to list.")
 def runs(dsn: str, limit: int) -> None:
     """List the latest ingestion runs, newest first."""
-    with db.connect(dsn) as connection:
-        rows = connection.execute(
-            "SELECT id, trigger, status, started_at, files, loaded, duplicates, quarantined, failed, seconds"
-            " FROM ingest_runs ORDER BY id DESC LIMIT %s",
-            (limit,),
-        ).fetchall()
+    try:
+        with db.connect(dsn) as connection:
+            rows = connection.execute(
+                "SELECT id, trigger, status, started_at, files, loaded, duplicates, quarantined, failed, seconds"
+                " FROM ingest_runs ORDER BY id DESC LIMIT %s",
+                (limit,),
+            ).fetchall()
+    except _START_ERRORS as error:
+        _fail_to_start(error, dsn)
     for row in rows:
         run_id, trigger, status, started_at, files, loaded, duplicates, quarantined, failed, seconds = row
         click.echo(

@@ -8,6 +8,7 @@ hidden ``.tmp`` file behind.
 
 import ctypes
 import gzip
+import hashlib
 import os
 import shutil
 import tempfile
@@ -25,17 +26,33 @@ def archive_path(root: Path, battle_id: int) -> Path:
     return Path(root) / str(battle_id // SHARD_SIZE) / f"{battle_id}.tzb.gz"
 
 
-def quarantine_path(root: Path, reason: str, source: Path, sha256: str | None) -> Path:
+def file_sha256(path: Path) -> str:
+    """Return the SHA-256 of a file's bytes as stored, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def quarantine_path(root: Path, reason: str, source: Path) -> Path:
     """Return where a quarantined file goes: ``<root>/<reason>/<name>``.
 
-    A second file of the same name and reason keeps its own copy, named
-    with the start of its digest, or with the time when the file was never read.
+    The same file quarantined again maps to the copy already there. A
+    different file of the same name and reason gets ``<name>.<digest
+    prefix>``, so nothing set aside is ever overwritten.
     """
-    target = Path(root) / reason / source.name
-    if target.exists():
-        suffix = sha256[:12] if sha256 else str(time.time_ns())
-        target = target.with_name(f"{source.name}.{suffix}")
-    return target
+    target = Path(root).absolute() / reason / source.name
+    if not target.exists():
+        return target
+    try:
+        digest = file_sha256(source)
+        if file_sha256(target) == digest:
+            return target
+        suffix = digest[:12]
+    except OSError:
+        suffix = str(time.time_ns())  # unreadable: the copy will fail and be logged
+    return target.with_name(f"{source.name}.{suffix}")
 
 
 def _atomic_write(target: Path, write) -> None:
@@ -46,6 +63,8 @@ def _atomic_write(target: Path, write) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
+        # mkstemp creates the file 0600; archives are as readable as other data files.
+        os.chmod(temporary, 0o644)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -79,10 +98,15 @@ def write_archive(target: Path, source: Path, raw: bytes, compressed_source: boo
 def set_aside(source: Path, target: Path, move: bool) -> None:
     """Move (or copy) a quarantined file to ``target``; return True if it was copied.
 
-    A move within one file system is a rename and needs no sync; a copy is
-    synced with the rest of the batch before any input is deleted.
+    A move within one file system is a rename and needs no sync. A copy is
+    synced with the rest of the batch before any input is deleted. When
+    ``target`` already contains the same bytes, nothing is written.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        if move:
+            remove_source(source, target)
+        return False
     if move and os.stat(source).st_dev == os.stat(target.parent).st_dev:
         os.replace(source, target)
         return False

@@ -35,8 +35,8 @@ from pipelines import db
 from pipelines.battlelogs import files, load
 from pipelines.battlelogs.frames import BattleSource, Frames, build_frames
 from pipelines.battlelogs.model import Battle
-from pipelines.battlelogs.parse import parse_log
-from pipelines.battlelogs.read import RawLog, Rejected, SourceFile, read_log
+from pipelines.battlelogs.parse import load_log
+from pipelines.battlelogs.read import RawLog, Rejected, SourceFile
 from pipelines.battlelogs.settings import FileOutcome, IngestSettings
 
 
@@ -103,16 +103,14 @@ def prepare_batch(paths: list[str], settings: IngestSettings) -> PreparedBatch:
     outcomes: dict[str, FileOutcome] = {}
     parsed: list[_Parsed] = []
     for path in paths:
-        item = _read_and_parse(Path(path), settings)
+        item = _read_and_parse(Path(path).absolute(), settings)
         if isinstance(item, _Parsed):
             parsed.append(item)
             outcomes[path] = item.outcome
-        else:
-            outcomes[path] = item
-            if item.outcome == "quarantined":
-                item.moved_to = str(files.quarantine_path(
-                    settings.quarantine_root, item.reason, Path(item.path), item.sha256,
-                ))
+            continue
+        outcomes[path] = item
+        if item.outcome == "quarantined":
+            item.moved_to = str(files.quarantine_path(settings.quarantine_root, item.reason, Path(item.path)))
 
     rounds = []
     for items in _rounds(parsed):
@@ -129,7 +127,7 @@ def prepare_batch(paths: list[str], settings: IngestSettings) -> PreparedBatch:
 def commit_batch(batch: PreparedBatch, settings: IngestSettings, run_id: int | None) -> list[FileOutcome]:
     """Load a prepared batch, record every outcome, then archive its files."""
     outcomes = load_batch(batch, settings, run_id)
-    settle_batch(batch, settings)
+    settle_batch(batch, settings, run_id)
     return outcomes
 
 
@@ -154,10 +152,10 @@ def load_batch(batch: PreparedBatch, settings: IngestSettings, run_id: int | Non
     return [outcomes[p] for p in batch.paths]
 
 
-def settle_batch(batch: PreparedBatch, settings: IngestSettings) -> None:
+def settle_batch(batch: PreparedBatch, settings: IngestSettings, run_id: int | None) -> None:
     """Archive or set aside the files of a loaded batch (see :func:`_settle_files`)."""
     _settle_files(
-        list(batch.outcomes.values()), settings, {item.outcome.path: item for item in batch.parsed},
+        list(batch.outcomes.values()), settings, {item.outcome.path: item for item in batch.parsed}, run_id,
     )
 
 
@@ -165,20 +163,11 @@ def _read_and_parse(path: Path, settings: IngestSettings) -> _Parsed | FileOutco
     source = SourceFile.from_path(path)
     outcome = FileOutcome(path=str(path), outcome="loaded", battle_id=source.name_battle_id)
     try:
-        if source.name_battle_id is None:
-            raise Rejected(
-                "bad_file_name",
-                f"expected <battle_id>.tzb or <battle_id>.tzb.gz, got {path.name!r}",
-            )
-        raw = read_log(source, settings.max_bytes)
-        outcome.sha256, outcome.size = raw.sha256, raw.size
-        battle = parse_log(raw.data, source.name_battle_id)
-        if battle.started_at is None and battle.ended_at is None:
-            raise Rejected("missing_time", "the header has neither an end time (t2) nor a start time (note)")
-        battle.flags |= raw.flags
+        raw, battle = load_log(source, settings.max_bytes)
     except Rejected as rejection:
         _log.info("quarantining %s: %s", path, rejection)
         outcome.outcome, outcome.reason, outcome.detail = "quarantined", rejection.reason, rejection.detail
+        outcome.sha256, outcome.size = rejection.sha256, rejection.size
         return outcome
     except FileNotFoundError as error:
         outcome.outcome, outcome.reason, outcome.detail = "failed", "vanished", str(error)
@@ -186,8 +175,9 @@ def _read_and_parse(path: Path, settings: IngestSettings) -> _Parsed | FileOutco
     except OSError as error:
         outcome.outcome, outcome.reason, outcome.detail = "failed", "io_error", str(error)
         return outcome
+    outcome.sha256, outcome.size = raw.sha256, raw.size
 
-    archive = files.archive_path(settings.archive_root, battle.battle_id)
+    archive = files.archive_path(settings.archive_root.absolute(), battle.battle_id)
     outcome.moved_to = str(archive)
     battle_source = BattleSource(
         server=settings.server,
@@ -336,22 +326,23 @@ def _quarantine_unloadable(connection, item: _Parsed, error: Exception, settings
     outcome.outcome, outcome.reason = "quarantined", "unloadable"
     outcome.detail = f"{type(error).__name__}: {error}"[:500]
     outcome.days = []
-    outcome.moved_to = str(files.quarantine_path(
-        settings.quarantine_root, outcome.reason, Path(outcome.path), outcome.sha256,
-    ))
+    outcome.moved_to = str(files.quarantine_path(settings.quarantine_root, outcome.reason, Path(outcome.path)))
     _record_rejections(connection, [outcome], run_id)
 
 
-def _settle_files(outcomes: list[FileOutcome], settings: IngestSettings, parsed_by_path) -> None:
+def _settle_files(outcomes: list[FileOutcome], settings: IngestSettings, parsed_by_path, run_id) -> None:
     """Archive or set aside a batch's files after their outcomes were committed.
 
-    New files are written first and synced together; only then are the
-    inputs removed (in move mode). A file that fails here stays where it is:
-    the database already contains its outcome and the next run settles it
-    again (as a duplicate when it loaded).
+    New files are written first and synced together, and only then are the
+    inputs removed (in move mode). A file that cannot be archived stays
+    where it is and its outcome becomes ``failed`` (``archive_failed``): its
+    battle is in the database, so the next run finds a duplicate and
+    archives it then.
     """
     written: list[Path] = []
     consumed: list[tuple[Path, Path]] = []
+    archived_again: list[FileOutcome] = []
+    failures: list[FileOutcome] = []
     for outcome in outcomes:
         source = Path(outcome.path)
         try:
@@ -363,6 +354,8 @@ def _settle_files(outcomes: list[FileOutcome], settings: IngestSettings, parsed_
                         target, source, item.raw.original, item.source.compressed, settings.archive_level,
                     )
                     written.append(target)
+                    if outcome.outcome == "duplicate":
+                        archived_again.append(outcome)
                 if settings.move:
                     consumed.append((source, target))
             elif outcome.outcome == "quarantined":
@@ -373,14 +366,45 @@ def _settle_files(outcomes: list[FileOutcome], settings: IngestSettings, parsed_
                         consumed.append((source, target))
         except OSError as error:
             _log.error("could not archive or set aside %s: %s", source, error)
+            outcome.detail = f"{outcome.outcome}, but the file was not archived: {error}"[:500]
+            outcome.outcome, outcome.reason = "failed", "archive_failed"
+            failures.append(outcome)
 
     try:
         files.sync_to_disk(written)
     except OSError as error:
         _log.error("could not sync %d archived file(s), keeping the inputs: %s", len(written), error)
-        return
+        consumed = []
     for source, target in consumed:
         try:
             files.remove_source(source, target)
         except OSError as error:
             _log.error("could not remove consumed input %s: %s", source, error)
+    if failures or archived_again:
+        _record_settlement(settings, failures, archived_again, run_id)
+
+
+def _record_settlement(settings: IngestSettings, failures, archived_again, run_id) -> None:
+    # Runs on its own short connection, because in a single process the
+    # loader thread is using the shared one.
+    try:
+        with db.connect(settings.dsn) as connection, connection.cursor() as cursor:
+            for outcome in failures:
+                cursor.execute(
+                    "UPDATE ingest_files SET outcome = 'failed', reason = 'archive_failed', detail = %s"
+                    " WHERE run IS NOT DISTINCT FROM %s AND path = %s",
+                    (outcome.detail, run_id, outcome.path),
+                )
+                cursor.execute(
+                    "UPDATE battles SET archive_path = NULL"
+                    " WHERE server = %s AND battle_id = %s AND archive_path = %s",
+                    (settings.server, outcome.battle_id, outcome.moved_to),
+                )
+            for outcome in archived_again:
+                cursor.execute(
+                    "UPDATE battles SET archive_path = %s"
+                    " WHERE server = %s AND battle_id = %s AND archive_path IS DISTINCT FROM %s",
+                    (outcome.moved_to, settings.server, outcome.battle_id, outcome.moved_to),
+                )
+    except psycopg.Error as error:
+        _log.error("could not record the archiving of %d file(s): %s", len(failures) + len(archived_again), error)

@@ -32,7 +32,7 @@ from logging import getLogger
 from lxml import etree
 
 from pipelines.battlelogs.model import SELF_ATTACK_TYPES, Battle, MapObject, Participant
-from pipelines.battlelogs.read import Rejected
+from pipelines.battlelogs.read import RawLog, Rejected, SourceFile, read_log
 
 
 _log = getLogger(__name__)
@@ -46,6 +46,8 @@ _WRAPPER_OPEN = b"<TZRLOG>"
 _WRAPPER_CLOSE = b"</TZRLOG>"
 _XML_DECLARATION_RE = re.compile(rb"^\s*<\?xml[^>]*\?>")
 _TRAILER_RE = re.compile(rb"\s*(</BLOOK\s*>\s*)?")
+# A wrapper closed and opened again between two copies of the battle.
+_REWRAP_RE = re.compile(rb"\s*</BLOOK\s*>\s*<BLOOK(\s[^>]*)?>\s*$")
 
 _STATUS_ATTRIBUTES = {
     base + suffix
@@ -443,9 +445,12 @@ class _LogTarget:
 def strip_copies(data: bytes) -> tuple[bytes, int]:
     """Cut a log that repeats its battle down to the first copy.
 
-    Returns the data to parse and the number of copies found. Copies must be
-    byte-identical (surrounding white space aside); otherwise the log is
-    rejected, because there is no safe way to choose between them.
+    Returns the data to parse and the number of copies found. A copy is the
+    BATTLE block with the TURNs after it, and a ``</BLOOK><BLOOK>`` pair
+    between copies is ignored, so a whole log written twice counts as two
+    copies. Copies must be byte-identical (surrounding white space aside);
+    otherwise the log is rejected, because there is no safe way to choose
+    between them.
     """
     positions = []
     start = data.find(b"<BATTLE")
@@ -457,9 +462,16 @@ def strip_copies(data: bytes) -> tuple[bytes, int]:
     if len(positions) < 2:
         return data, 1
 
-    first = data[positions[0]:positions[1]].strip()
+    def copy_between(begin, end):
+        copy = data[begin:end]
+        rewrap = _REWRAP_RE.search(copy)
+        if rewrap is not None:
+            copy = copy[:rewrap.start()]
+        return copy.strip()
+
+    first = copy_between(positions[0], positions[1])
     for begin, end in zip(positions[1:-1], positions[2:]):
-        if data[begin:end].strip() != first:
+        if copy_between(begin, end) != first:
             raise Rejected("conflicting_copies", f"copies of the battle at bytes {positions[0]} and {begin} differ")
     last = data[positions[-1]:].strip()
     if not last.startswith(first) or not _TRAILER_RE.fullmatch(last, len(first)):
@@ -558,3 +570,26 @@ def _finish(battle: Battle) -> None:
         battle.map_hash = digest.hexdigest()
     if battle.map_objects and any(row[2] not in battle.map_objects for row in battle.pickups):
         flags.add("unmatched_pickups")
+
+
+def load_log(source: SourceFile, max_bytes: int) -> tuple[RawLog, Battle]:
+    """Read and parse one input file with every check that ingestion applies.
+
+    Raises :class:`~pipelines.battlelogs.read.Rejected` for a file that
+    ingestion would quarantine, so ``tzr-ingest show`` and a run agree.
+    """
+    if source.name_battle_id is None:
+        raise Rejected(
+            "bad_file_name",
+            f"expected <battle_id>.tzb or <battle_id>.tzb.gz (at most 12 digits), got {source.path.name!r}",
+        )
+    raw = read_log(source, max_bytes)
+    try:
+        battle = parse_log(raw.data, source.name_battle_id)
+        if battle.started_at is None and battle.ended_at is None:
+            raise Rejected("missing_time", "the header has neither an end time (t2) nor a start time (note)")
+    except Rejected as rejection:
+        rejection.sha256, rejection.size = raw.sha256, raw.size
+        raise
+    battle.flags |= raw.flags
+    return raw, battle

@@ -32,6 +32,7 @@ LOG_SUFFIXES = (".tzb", ".tzb.gz")
 # illegal in XML, so a log carrying them has to be expanded before it can load.
 _PROTOCOL_TOKENS = [bytes([code]) for code in range(0x01, 0x09)]
 _STRIPPED_BYTES = b"\x00\x1f"
+_GZIP_MAGIC = b"\x1f\x8b"
 _READ_CHUNK = 256 * 1024
 
 
@@ -42,6 +43,9 @@ class Rejected(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        # Set once the file has been read, so the quarantine record has them.
+        self.sha256: str | None = None
+        self.size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -125,10 +129,10 @@ def read_log(source: SourceFile, max_bytes: int = DEFAULT_MAX_BYTES) -> RawLog:
     UTF-8; only when it is not is it decoded as cp1251 and re-encoded, and the
     log is flagged ``cp1251``.
     """
-    raw = _read_bounded(source, max_bytes)
+    raw, sniffed_gzip = _read_bounded(source, max_bytes)
     digest = hashlib.sha256(raw).hexdigest()
     size = len(raw)
-    flags: set[str] = set()
+    flags: set[str] = {"gzip_without_suffix"} if sniffed_gzip else set()
 
     data = raw.translate(None, _STRIPPED_BYTES)
     if len(data) != size:
@@ -166,14 +170,19 @@ def read_log(source: SourceFile, max_bytes: int = DEFAULT_MAX_BYTES) -> RawLog:
     return RawLog(source=source, original=raw, data=data, sha256=digest, size=size, flags=flags)
 
 
-def _read_bounded(source: SourceFile, max_bytes: int) -> bytes:
+def _read_bounded(source: SourceFile, max_bytes: int) -> tuple[bytes, bool]:
+    """Return the uncompressed bytes and whether a plain-named file was gzip."""
     try:
-        if not source.compressed:
-            size = source.path.stat().st_size
-            if size > max_bytes:
-                raise Rejected("too_large", f"{size} bytes, the limit is {max_bytes}")
-            return source.path.read_bytes()
-        return _gunzip_bounded(source.path, max_bytes)
+        if source.compressed:
+            return _gunzip_bounded(source.path, max_bytes), False
+        size = source.path.stat().st_size
+        if size > max_bytes:
+            raise Rejected("too_large", f"{size} bytes, the limit is {max_bytes}")
+        data = source.path.read_bytes()
+        if data.startswith(_GZIP_MAGIC):
+            # A .tzb that is really gzip (renamed by hand, or fetched that way).
+            return _gunzip_bounded(source.path, max_bytes), True
+        return data, False
     except (IsADirectoryError, PermissionError) as error:
         raise Rejected("unreadable", str(error)) from error
 

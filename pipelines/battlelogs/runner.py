@@ -87,60 +87,74 @@ def run_ingest(
             since = f" (run {row[0]}, started {row[1]:%Y-%m-%d %H:%M:%S %Z})" if row else ""
             raise RunInProgress(f"another ingestion run is in progress{since}; try again when it ends")
         try:
+            # Holding the lock, no other run is going on: a row still marked
+            # running belongs to a process that died without recording its end.
+            control.execute(
+                "UPDATE ingest_runs SET status = 'failed', error = 'interrupted: the process ended"
+                " before recording the outcome' WHERE status = 'running'"
+            )
             run_id = control.execute(
                 "INSERT INTO ingest_runs (trigger, inputs, workers) VALUES (%s, %s, %s) RETURNING id",
                 (trigger, inputs, workers),
             ).fetchone()[0]
             _log.info("run %d started (%s): %s with %d worker(s)", run_id, trigger, ", ".join(inputs), workers)
+            outcomes: list[FileOutcome] = []
             try:
-                outcomes = _process(inputs, settings, workers, run_id, min_age, progress)
+                _process(inputs, settings, workers, run_id, min_age, progress, outcomes)
                 days = sorted({day for outcome in outcomes for day in outcome.days})
                 if refresh_marts and days:
                     marts.refresh(control, days)
             except BaseException as error:
-                control.execute(
-                    "UPDATE ingest_runs SET status = 'failed', finished_at = now(), seconds = %s,"
-                    " error = %s WHERE id = %s",
-                    (time.monotonic() - started, f"{type(error).__name__}: {error}"[:1000], run_id),
-                )
-                _log.error("run %d failed: %s", run_id, error)
+                # Batches committed before the failure stay loaded; the run
+                # row records them.
+                description = f"{type(error).__name__}: {error}".rstrip(": ")
+                _record_end(control, run_id, "failed", summarize(outcomes), started, description)
+                _log.error("run %d failed after %d file(s): %s", run_id, len(outcomes), description)
                 raise
 
             summary = summarize(outcomes)
-            summary["seconds"] = round(time.monotonic() - started, 3)
             status = "succeeded" if not summary["quarantined"] and not summary["failed"] else "completed_with_errors"
-            control.execute(
-                "UPDATE ingest_runs SET status = %s, finished_at = now(), files = %s, loaded = %s,"
-                " replaced = %s, duplicates = %s, quarantined = %s, failed = %s, seconds = %s"
-                " WHERE id = %s",
-                (status, summary["files"], summary["loaded"], summary["replaced"],
-                 summary["duplicates"], Jsonb(summary["quarantined"]), summary["failed"],
-                 summary["seconds"], run_id),
-            )
+            summary = _record_end(control, run_id, status, summary, started)
             _log.info("run %d %s: %s", run_id, status, summary)
             return RunResult(run_id=run_id, summary=summary, status=status)
         finally:
-            control.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
+            if not control.closed:
+                control.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
 
 
-def _process(inputs, settings, workers, run_id, min_age, progress) -> list[FileOutcome]:
+def _record_end(control, run_id, status, summary, started, error=None) -> dict:
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    control.execute(
+        "UPDATE ingest_runs SET status = %s, finished_at = now(), files = %s, loaded = %s,"
+        " replaced = %s, duplicates = %s, quarantined = %s, failed = %s, seconds = %s, error = %s"
+        " WHERE id = %s",
+        (status, summary["files"], summary["loaded"], summary["replaced"],
+         summary["duplicates"], Jsonb(summary["quarantined"]), summary["failed"],
+         summary["seconds"], error and error[:1000], run_id),
+    )
+    return summary
+
+
+def _process(inputs, settings, workers, run_id, min_age, progress, outcomes: list[FileOutcome]) -> None:
+    """Ingest the files under ``inputs``, appending each batch's outcomes as it ends."""
     paths = [str(source.path) for source in discover(inputs, min_age=min_age)]
     total = len(paths)
     _log.info("run %d: %d file(s) to ingest", run_id, total)
     batches = _batches(paths, settings.batch_size)
-    outcomes: list[FileOutcome] = []
     reporter = _ProgressReporter(run_id, total, progress)
 
     if workers <= 1 or len(batches) <= 1:
-        return _process_in_this_process(batches, settings, run_id, reporter)
+        _process_in_this_process(batches, settings, run_id, reporter, outcomes)
+        return
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=min(workers, len(batches)),
         mp_context=context,
         initializer=_init_worker,
         initargs=(logging.getLogger().getEffectiveLevel(),),
-    ) as pool:
+    )
+    try:
         futures = {pool.submit(run_batch, batch, settings, run_id): batch for batch in batches}
         for future in as_completed(futures):
             try:
@@ -152,17 +166,19 @@ def _process(inputs, settings, workers, run_id, min_age, progress) -> list[FileO
                     for path in futures[future]
                 )
             reporter.update(len(outcomes))
-    return outcomes
+    finally:
+        # On an interrupt, batches not yet started are dropped at once; the
+        # ones in progress end (or roll back) in their workers.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _process_in_this_process(batches, settings, run_id, reporter) -> list[FileOutcome]:
+def _process_in_this_process(batches, settings, run_id, reporter, outcomes: list[FileOutcome]) -> None:
     # Parsing holds the interpreter, while loading mostly waits on PostgreSQL
     # and gzip releases the interpreter lock, so the three stages overlap: this
     # thread prepares batch N+1 while a loader thread loads batch N and an
     # archiver thread settles batch N-1. At most three batches are in memory.
     from pipelines.battlelogs.ingest import close_connection, load_batch, prepare_batch, settle_batch
 
-    outcomes: list[FileOutcome] = []
     loading = None
     settling = None
     try:
@@ -174,21 +190,25 @@ def _process_in_this_process(batches, settings, run_id, reporter) -> list[FileOu
                 outcomes.extend(future.result())
                 if settling is not None:
                     settling.result()
-                settling = archiver.submit(settle_batch, loaded_batch, settings)
+                settling = archiver.submit(settle_batch, loaded_batch, settings, run_id)
                 reporter.update(len(outcomes))
 
-            for batch in batches:
-                prepared = prepare_batch(batch, settings)
+            try:
+                for batch in batches:
+                    prepared = prepare_batch(batch, settings)
+                    if loading is not None:
+                        pending, loading = loading, None
+                        hand_over(*pending)
+                    loading = (prepared, loader.submit(load_batch, prepared, settings, run_id))
+            finally:
+                # Also on an interrupt: the batch being loaded commits anyway,
+                # so its outcomes are recorded and its files settled.
                 if loading is not None:
                     hand_over(*loading)
-                loading = (prepared, loader.submit(load_batch, prepared, settings, run_id))
-            if loading is not None:
-                hand_over(*loading)
-            if settling is not None:
-                settling.result()
+                if settling is not None:
+                    settling.result()
     finally:
         close_connection()
-    return outcomes
 
 
 class _ProgressReporter:

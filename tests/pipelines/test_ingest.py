@@ -266,3 +266,77 @@ def test_unloadable_battle_quarantined_alone(pg, settings, tmp_path, monkeypatch
     assert row[0] == 4200002
     assert "value out of range (simulated)" in row[1]
     assert Path(row[2]).exists()
+
+
+def test_same_bad_file_quarantined_once(pg, settings, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "4100002.tzb").write_bytes(b"<BLOOK><BATTLE")
+    run_ingest([folder], settings)
+    run_ingest([folder], settings)
+    assert [p.name for p in (settings.quarantine_root / "truncated").iterdir()] == ["4100002.tzb"]
+
+    (folder / "4100002.tzb").write_bytes(b"<BLOOK><BATTLE t2='1'")
+    run_ingest([folder], settings)
+    names = sorted(p.name for p in (settings.quarantine_root / "truncated").iterdir())
+    assert len(names) == 2
+    assert names[0] == "4100002.tzb"
+    assert names[1].startswith("4100002.tzb.")
+
+
+def test_archive_failure_reported(pg, settings, tmp_path):
+    copy_examples(tmp_path / "in", ["4100001"])
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the archive should go")
+    broken = IngestSettings(**{**settings.__dict__, "archive_root": blocked, "move": True})
+
+    result = run_ingest([tmp_path / "in"], broken)
+    assert result.summary["failed"] == 1
+    assert result.summary["loaded"] == 0
+    assert result.status == "completed_with_errors"
+    assert (tmp_path / "in" / "4100001.tzb").exists(), "an input that was not archived stays"
+    row = pg.execute("SELECT outcome, reason, detail FROM ingest_files").fetchone()
+    assert row[:2] == ("failed", "archive_failed")
+    assert "not archived" in row[2]
+    assert pg.execute("SELECT archive_path FROM battles").fetchone()[0] is None
+
+    result = run_ingest([tmp_path / "in"], IngestSettings(**{**settings.__dict__, "move": True}))
+    assert result.summary["duplicates"] == 1
+    archived = settings.archive_root / "82" / "4100001.tzb.gz"
+    assert archived.exists()
+    assert pg.execute("SELECT archive_path FROM battles").fetchone()[0] == str(archived)
+    assert not (tmp_path / "in" / "4100001.tzb").exists()
+
+
+def test_stale_running_run_closed(pg, settings, tmp_path):
+    pg.execute("INSERT INTO ingest_runs (trigger, inputs, workers) VALUES ('cli', '{x}', 1)")
+    copy_examples(tmp_path / "in", ["4100001"])
+    run_ingest([tmp_path / "in"], settings)
+    rows = pg.execute("SELECT status, error FROM ingest_runs ORDER BY id").fetchall()
+    assert rows[0][0] == "failed"
+    assert rows[0][1].startswith("interrupted")
+    assert rows[1] == ("succeeded", None)
+
+
+def test_interrupted_run_records_what_loaded(pg, settings, tmp_path, monkeypatch):
+    from pipelines.battlelogs import ingest
+
+    copy_examples(tmp_path / "in")
+    small = IngestSettings(**{**settings.__dict__, "batch_size": 1})
+    original = ingest.prepare_batch
+    calls = []
+
+    def interrupt_third(paths, batch_settings):
+        calls.append(paths)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(paths, batch_settings)
+
+    monkeypatch.setattr(ingest, "prepare_batch", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_ingest([tmp_path / "in"], small)
+
+    run = pg.execute("SELECT status, files, loaded, error FROM ingest_runs").fetchone()
+    assert run[0] == "failed"
+    assert run[1] == run[2] == count(pg, "battles") == 2
+    assert run[3] == "KeyboardInterrupt"

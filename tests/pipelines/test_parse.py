@@ -199,6 +199,21 @@ def test_duplicated_log_counted_once():
     assert battle.participants[1].monster_kind == "scr"
 
 
+def test_whole_log_written_twice():
+    data = (DATA / "4100001.tzb").read_bytes()
+    battle = parse_log(data + b"\n" + data, 4100001)
+    assert battle.copies == 2
+    assert "duplicated_log" in battle.flags
+    assert len(battle.action_codes) == 17
+
+
+def test_whole_log_twice_with_a_change():
+    data = (DATA / "4100001.tzb").read_bytes()
+    with pytest.raises(Rejected) as error:
+        parse_log(data + data.replace(b'HP="1:48"', b'HP="1:49"'), 4100001)
+    assert error.value.reason == "conflicting_copies"
+
+
 def test_conflicting_copies_rejected():
     data = (DATA / "4300003.tzb").read_bytes()
     first = data.index(b"<BATTLE")

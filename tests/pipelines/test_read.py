@@ -36,6 +36,14 @@ def test_plain_and_gzip_read_alike(tmp_path):
     assert plain.flags == set()
 
 
+def test_gzip_named_plain_is_read(tmp_path):
+    raw = read_log(write(tmp_path / "4100001.tzb", gzip.compress(SAMPLE)))
+    assert raw.data == SAMPLE
+    assert raw.original == SAMPLE
+    assert raw.sha256 == hashlib.sha256(SAMPLE).hexdigest()
+    assert raw.flags == {"gzip_without_suffix"}
+
+
 def test_control_bytes_removed(tmp_path):
     dirty = SAMPLE.replace(b"<TURN", b"\x00<TURN\x1f")
     raw = read_log(write(tmp_path / "4100001.tzb", dirty))
