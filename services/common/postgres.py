@@ -16,14 +16,21 @@ from services.common.config import section as config_section
 
 _log = getLogger(__name__)
 
+DEFAULT_POOL_TIMEOUT = 10.0
+#: Seconds to wait for PostgreSQL to accept one connection.
+CONNECT_TIMEOUT = 5
+#: Seconds that stop and kill wait for the pool's background tasks.
+CLOSE_TIMEOUT = 5.0
+
 
 class Postgres(DependencyProvider):
     """A connection pool opened at container start and closed at stop or kill.
 
     ``section`` names the config mapping that contains ``dsn``, and optionally
-    ``pool_min``, ``pool_max`` and ``timeout`` (seconds to wait for a free
-    connection). Workers get the pool itself: ``with self.db.connection() as
-    conn`` borrows a connection and commits or rolls back on exit.
+    ``pool_min``, ``pool_max`` and ``pool_timeout`` (seconds a worker waits
+    for a connection before ``psycopg_pool.PoolTimeout``; default 10).
+    Workers get the pool itself: ``with self.db.connection() as conn``
+    borrows a connection and commits or rolls back on exit.
     """
 
     def __init__(self, section: str):
@@ -37,7 +44,7 @@ class Postgres(DependencyProvider):
             raise ValueError(f"config {self.section}.dsn is missing: set the PostgreSQL connection URI")
         self.pool_min = int(settings.get("pool_min", 1))
         self.pool_max = int(settings.get("pool_max", 4))
-        self.timeout = float(settings.get("timeout", 10))
+        self.timeout = float(settings.get("pool_timeout", DEFAULT_POOL_TIMEOUT))
 
     def start(self):
         self.pool = ConnectionPool(
@@ -47,6 +54,7 @@ class Postgres(DependencyProvider):
             timeout=self.timeout,
             open=False,
             name=f"{self.container.service_name}-{self.section}",
+            kwargs={"connect_timeout": CONNECT_TIMEOUT},
         )
         self.pool.open(wait=False)
 
@@ -61,7 +69,7 @@ class Postgres(DependencyProvider):
 
     def _close(self):
         if self.pool is not None:
-            self.pool.close()
+            self.pool.close(timeout=CLOSE_TIMEOUT)
             self.pool = None
 
     def get_dependency(self, worker_ctx):

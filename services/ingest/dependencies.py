@@ -57,6 +57,38 @@ class RunnerSettings:
         )
 
 
+class RepeatedLog:
+    """Logs a message, then the same message again at most every few minutes.
+
+    A timer that fails on every tick (the database is down, say) would
+    otherwise write the same error every interval.
+    """
+
+    def __init__(self, logger, every: float = 600.0):
+        self.logger = logger
+        self.every = every
+        self.last_text = None
+        self.last_logged = 0.0
+        self.suppressed = 0
+
+    def log(self, level: int, message: str, *args) -> None:
+        text = message % args
+        now = time.monotonic()
+        if text == self.last_text and now - self.last_logged < self.every:
+            self.suppressed += 1
+            return
+        if text == self.last_text and self.suppressed:
+            text = f"{text} (repeated {self.suppressed} more time(s))"
+        self.logger.log(level, "%s", text)
+        self.last_text = message % args
+        self.last_logged = now
+        self.suppressed = 0
+
+    def reset(self) -> None:
+        self.last_text = None
+        self.suppressed = 0
+
+
 class IngestRunner(DependencyProvider):
     """Runs ``tzr-ingest`` on the drop folder in a child process.
 
@@ -71,6 +103,7 @@ class IngestRunner(DependencyProvider):
         self.settings = RunnerSettings.from_config(self.container.config)
         self.lock = Semaphore(1)
         self.process = None
+        self.repeats = RepeatedLog(_log)
 
     def start(self):
         for folder in (self.settings.drop_dir, self.settings.archive_dir, self.settings.quarantine_dir):
@@ -108,7 +141,7 @@ class IngestRunner(DependencyProvider):
     def _command(self, trigger: str) -> list[str]:
         settings = self.settings
         return [
-            sys.executable, "-m", "pipelines.battlelogs.cli", "--quiet", "ingest",
+            sys.executable, "-m", "pipelines.battlelogs.cli", "ingest",
             str(settings.drop_dir),
             "--json", "--move", "--trigger", trigger,
             "--server", settings.server,
@@ -141,7 +174,12 @@ class IngestRunner(DependencyProvider):
             returncode = self.process.returncode
             self.process = None
 
-        error_text = stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
+        output = stderr.decode("utf-8", "replace").strip()
+        # The child logs one line per quarantined file and the run's start
+        # and end; they belong in this service's log.
+        for line in output.splitlines():
+            _log.info("tzr-ingest: %s", line)
+        error_text = output[-_STDERR_TAIL:]
         if returncode == _EXIT_CANNOT_RUN:
             if "in progress" in error_text:
                 raise RunInProgress(error_text)

@@ -16,3 +16,8 @@ class IngestFailed(Exception):
 @deserialize_to_instance
 class InvalidArgument(BadRequest):
     """An RPC argument is out of range or of the wrong type."""
+
+
+@deserialize_to_instance
+class DatabaseUnavailable(Exception):
+    """PostgreSQL did not answer in time; try again later."""

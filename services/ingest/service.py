@@ -1,13 +1,16 @@
 """The ``ingest`` service: loads battle logs dropped into a folder, on a timer."""
 
+import logging
 from logging import getLogger
 
+import psycopg
 from nameko.rpc import rpc
+from psycopg_pool import PoolTimeout
 
 from services.common.postgres import Postgres
 from services.common.timer import config_timer
 from services.ingest.dependencies import CONFIG_SECTION, IngestRunner
-from services.ingest.exceptions import IngestFailed, InvalidArgument, RunInProgress
+from services.ingest.exceptions import DatabaseUnavailable, IngestFailed, InvalidArgument, RunInProgress
 
 
 _log = getLogger(__name__)
@@ -36,9 +39,11 @@ class IngestService:
         try:
             self.runner.run("timer")
         except RunInProgress as error:
-            _log.info("scheduled ingestion skipped: %s", error)
+            self.runner.repeats.log(logging.INFO, "scheduled ingestion skipped: %s", error)
         except IngestFailed as error:
-            _log.error("scheduled ingestion failed: %s", error)
+            self.runner.repeats.log(logging.ERROR, "scheduled ingestion failed: %s", error)
+        else:
+            self.runner.repeats.reset()
 
     @rpc(expected_exceptions=(RunInProgress, IngestFailed))
     def run_now(self):
@@ -51,26 +56,32 @@ class IngestService:
         """
         return self.runner.run("rpc")
 
-    @rpc(expected_exceptions=(InvalidArgument,))
+    @rpc(expected_exceptions=(InvalidArgument, DatabaseUnavailable))
     def last_runs(self, limit=10):
         """Return the latest ``limit`` runs (1 to 100), newest first.
 
         Each run is a dict with ``id``, ``trigger``, ``status``, ``started_at``
         and ``finished_at`` (ISO 8601), the counts ``files``, ``loaded``,
         ``replaced``, ``duplicates``, ``quarantined`` (reason -> count),
-        ``failed``, and ``seconds`` and ``error``.
+        ``failed``, and ``seconds`` and ``error``. Raises ``InvalidArgument``
+        for a bad limit and ``DatabaseUnavailable`` when PostgreSQL does not
+        answer within the pool timeout.
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RUNS_LISTED:
             raise InvalidArgument(f"limit must be an integer from 1 to {MAX_RUNS_LISTED}, got {limit!r}")
-        with self.db.connection() as connection:
-            cursor = connection.execute(
-                "SELECT id, trigger, status, started_at, finished_at, files, loaded, replaced,"
-                " duplicates, quarantined, failed, seconds, error"
-                " FROM ingest_runs ORDER BY id DESC LIMIT %s",
-                (limit,),
-            )
-            names = [column.name for column in cursor.description]
-            rows = cursor.fetchall()
+        try:
+            with self.db.connection() as connection:
+                cursor = connection.execute(
+                    "SELECT id, trigger, status, started_at, finished_at, files, loaded, replaced,"
+                    " duplicates, quarantined, failed, seconds, error"
+                    " FROM ingest_runs ORDER BY id DESC LIMIT %s",
+                    (limit,),
+                )
+                names = [column.name for column in cursor.description]
+                rows = cursor.fetchall()
+        except (PoolTimeout, psycopg.OperationalError) as error:
+            _log.error("last_runs: the database is unavailable: %s", error)
+            raise DatabaseUnavailable(f"the ingestion database did not answer: {error}") from None
         runs = []
         for row in rows:
             run = dict(zip(names, row))

@@ -1,5 +1,6 @@
 """The ingest service against a real RabbitMQ, PostgreSQL and drop folder."""
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from pipelines.battlelogs.corpus import write_corpus
 from pipelines.battlelogs.runner import RUN_LOCK_KEY
-from services.ingest.exceptions import InvalidArgument, RunInProgress
+from services.ingest.dependencies import RepeatedLog
+from services.ingest.exceptions import DatabaseUnavailable, InvalidArgument, RunInProgress
 from services.ingest.service import IngestService
 
 
@@ -46,6 +48,13 @@ def service_config(rabbit_config, pg_dsn, folders):
     }
 
 
+def drop(source: Path, folder: Path) -> None:
+    """Drop a log as producers should: write a hidden name, then rename it."""
+    hidden = folder / f".{source.name}.tmp"
+    shutil.copy(source, hidden)
+    hidden.rename(folder / source.name)
+
+
 def wait_for(condition, timeout=60.0, step=0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,7 +72,7 @@ def test_dropped_file_loaded_and_archived(pg, container_factory, service_config,
     container = container_factory(IngestService, service_config)
     container.start()
 
-    shutil.copy(DATA / "4100001.tzb", folders["drop"])
+    drop(DATA / "4100001.tzb", folders["drop"])
 
     assert wait_for(lambda: battle_count(pg) == 1), "the timer never loaded the dropped file"
     archived = folders["archive"] / "main" / "82" / "4100001.tzb.gz"
@@ -77,7 +86,8 @@ def test_bad_file_quarantined_by_timer(pg, container_factory, service_config, fo
     container = container_factory(IngestService, service_config)
     container.start()
 
-    (folders["drop"] / "4100002.tzb").write_bytes(b"<BLOOK><BATTLE")
+    (folders["drop"] / ".4100002.tzb.tmp").write_bytes(b"<BLOOK><BATTLE")
+    (folders["drop"] / ".4100002.tzb.tmp").rename(folders["drop"] / "4100002.tzb")
 
     quarantined = folders["quarantine"] / "truncated" / "4100002.tzb"
     assert wait_for(quarantined.exists), "the truncated file was not set aside"
@@ -156,3 +166,23 @@ def test_long_run_leaves_the_service_responsive(pg, container_factory, service_c
         summary = run.wait()
     assert summary["loaded"] == 400
     assert battle_count(pg) == 400
+
+
+def test_last_runs_when_database_is_down(container_factory, service_config):
+    service_config["INGEST"]["dsn"] = "postgresql://tzr@127.0.0.1:1/tzr"
+    service_config["INGEST"]["pool_timeout"] = 1
+    container = container_factory(IngestService, service_config)
+    container.start()
+    with ServiceRpcProxy("ingest", service_config, timeout=30) as ingest:
+        with pytest.raises(DatabaseUnavailable, match="did not answer"):
+            ingest.last_runs(1)
+
+
+def test_repeated_errors_logged_once(caplog):
+    repeats = RepeatedLog(logging.getLogger("test.repeats"), every=600)
+    with caplog.at_level(logging.ERROR, logger="test.repeats"):
+        for _ in range(5):
+            repeats.log(logging.ERROR, "failed: %s", "database down")
+        repeats.log(logging.ERROR, "failed: %s", "disk full")
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == ["failed: database down", "failed: disk full"]
