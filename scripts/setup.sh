@@ -21,9 +21,13 @@ wait_for_port() {
 }
 
 start_if_down() {
-    local name=$1 port=$2
-    shift 2
+    local name=$1 port=$2 program=$3
+    shift 3
     if port_open "$port"; then
+        return 0
+    fi
+    if ! command -v "$program" >/dev/null; then
+        echo "warning: $name is down and $program is not installed; skipping it" >&2
         return 0
     fi
     echo "starting $name"
@@ -31,11 +35,11 @@ start_if_down() {
     wait_for_port "$name" "$port"
 }
 
-start_if_down PostgreSQL 5432 pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
-start_if_down MariaDB 3306 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
-start_if_down Redis 6379 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+start_if_down PostgreSQL 5432 pg_ctlcluster pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+start_if_down MariaDB 3306 /usr/sbin/mariadbd start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+start_if_down Redis 6379 redis-server redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
     --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
-start_if_down RabbitMQ 5672 rabbitmq-server -detached
+start_if_down RabbitMQ 5672 rabbitmq-server rabbitmq-server -detached
 # Nameko's test fixtures create a vhost per test through the management API.
 if ! port_open 15672; then
     echo "enabling the RabbitMQ management plugin"
@@ -45,8 +49,9 @@ fi
 
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+# Installs what setup.cfg pins that is missing or different; a no-op otherwise.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 if [ -z "$("${PG_ADMIN[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'tzr'")" ]; then

@@ -1721,7 +1721,7 @@ def write_corpus(
 
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.battlelogs.corpus",
+        prog="tzr-corpus",
         description="Write synthetic TimeZero battle logs (.tzb) for tests and "
         "benchmarks.",
     )
@@ -1732,7 +1732,11 @@ def _argument_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0,
         help="random seed (the same seed writes the same bytes)",
     )
-    add("--first-id", type=int, default=4_000_000, help="battle id of the first log")
+    add(
+        "--first-id", type=int, default=4_000_000,
+        help="battle id of the first log (default 4000000); corpora that share ids "
+        "replace each other's battles when loaded into one database",
+    )
     add(
         "--layout", choices=("sharded", "flat"), default="sharded",
         help="sharded writes <dir>/<id // 50000>/<id>.tzb, flat writes <dir>/<id>.tzb",
@@ -1761,6 +1765,12 @@ def main(argv: list[str] | None = None) -> int:
     """Write a synthetic corpus from the command line and print one summary line."""
     parser = _argument_parser()
     args = parser.parse_args(argv)
+    if args.first_id < 1:
+        parser.error(f"--first-id must be a positive battle id, got {args.first_id}")
+    if args.count < 0:
+        parser.error(f"--count must not be negative, got {args.count}")
+    if args.directory.exists() and not args.directory.is_dir():
+        parser.error(f"{args.directory} exists and is not a directory")
 
     began = time.perf_counter()
     try:
@@ -1777,6 +1787,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
+    except OSError as error:
+        parser.error(f"cannot write to {args.directory}: {error}")
     elapsed = time.perf_counter() - began
     total_bytes = sum(file.path.stat().st_size for file in files)
     print(
