@@ -26,6 +26,8 @@ from pipelines import db
 ADMIN_DSN_ENV = "TZR_TEST_PG_ADMIN_DSN"
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+pytest_plugins = ["nameko.testing.pytest"]
+
 DATA_TABLES = ("events", "battles", "map_templates", "ingest_runs", "ingest_files")
 
 
