@@ -337,6 +337,11 @@ class _LogTarget:
             self._check_battle_id(battle_id)
 
         if turn is None:
+            participant = self.by_login.get(login)
+            if participant is not None and participant.in_roster:
+                # Two roster entries for one login become one unit; the
+                # later entry's attributes win.
+                self.battle.flags.add("duplicate_roster_login")
             participant = self._participant(login, in_roster=True)
             participant.in_roster = True
             self._roster_attributes(participant, attrib)

@@ -302,6 +302,14 @@ def test_cyrillic_login_and_clan():
     assert wolf["kills_monsters"] == 1
 
 
+def test_duplicate_roster_login_flagged():
+    text = MINIMAL.replace("</BATTLE>", '<USER login="Solo" battleid="7" level="10" side="1"/></BATTLE>')
+    battle = parse_log(text.encode(), 7)
+    assert "duplicate_roster_login" in battle.flags
+    assert len(battle.participants) == 2
+    assert battle.participants[0].level == 10
+
+
 def test_unknown_markup_counted():
     text = MINIMAL.replace("</BATTLE>", '<BPET owner="Solo"/><MAP v="BB" extra="1"/></BATTLE>')
     text = text.replace('<a sf="1" t="7"/>', '<a sf="1" t="7" mystery="x"/>')
