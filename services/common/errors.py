@@ -1,0 +1,141 @@
+"""Errors that services raise to their callers, and the envelope they become.
+
+Every error has a stable English ``code`` and an HTTP ``status``; the
+gateway turns it into ``{"ok": false, "error": code, "message": text,
+"fields": {...}, "request_id": id}`` with the message in Russian, or in
+English on ``Accept-Language: en``. Each class is registered with nameko's
+``deserialize_to_instance``, so it crosses RPC as itself, with its
+arguments: ``fields`` maps a request field to a message key of
+:mod:`services.common.messages`, and ``params`` fills the message's
+placeholders.
+"""
+
+from nameko.exceptions import deserialize_to_instance
+
+
+class ServiceError(Exception):
+    """Base class: a failure the caller should see as an envelope."""
+
+    code = "internal_error"
+    status = 500
+    #: The same request may succeed later (a backend was down or busy).
+    retryable = False
+
+    def __init__(self, detail: str | None = None, fields: dict | None = None, params: dict | None = None):
+        super().__init__(detail, fields, params)
+        self.detail = detail
+        self.fields = dict(fields or {})
+        self.params = dict(params or {})
+
+    def __str__(self) -> str:
+        return self.detail or self.code
+
+
+def _register(cls):
+    return deserialize_to_instance(cls)
+
+
+@_register
+class InternalError(ServiceError):
+    code, status = "internal_error", 500
+
+
+@_register
+class ValidationFailed(ServiceError):
+    code, status = "validation_error", 400
+
+
+@_register
+class BadRequest(ServiceError):
+    code, status = "bad_request", 400
+
+
+@_register
+class InvalidApiKey(ServiceError):
+    code, status = "invalid_api_key", 401
+
+
+@_register
+class Forbidden(ServiceError):
+    code, status = "forbidden", 403
+
+
+@_register
+class NotFound(ServiceError):
+    code, status = "not_found", 404
+
+
+@_register
+class MethodNotAllowed(ServiceError):
+    code, status = "method_not_allowed", 405
+
+
+@_register
+class PayloadTooLarge(ServiceError):
+    code, status = "payload_too_large", 413
+
+
+@_register
+class RateLimited(ServiceError):
+    code, status, retryable = "rate_limited", 429, True
+
+
+@_register
+class TelegramAuthFailed(ServiceError):
+    code, status = "telegram_auth_failed", 401
+
+
+@_register
+class NotInTelegramGroup(ServiceError):
+    code, status = "not_in_telegram_group", 403
+
+
+@_register
+class LimitExceeded(ServiceError):
+    code, status = "limit_exceeded", 403
+
+
+@_register
+class LoginTaken(ServiceError):
+    code, status = "login_taken", 409
+
+
+@_register
+class RequestIdReused(ServiceError):
+    code, status = "request_id_reused", 409
+
+
+@_register
+class RequestInProgress(ServiceError):
+    code, status, retryable = "request_in_progress", 409, True
+
+
+@_register
+class NoAccounts(ServiceError):
+    code, status = "no_accounts", 404
+
+
+@_register
+class GameServerError(ServiceError):
+    code, status = "game_server_error", 502
+
+
+@_register
+class GameServerUnavailable(ServiceError):
+    code, status, retryable = "game_server_unavailable", 503, True
+
+
+@_register
+class TelegramUnavailable(ServiceError):
+    code, status, retryable = "telegram_unavailable", 503, True
+
+
+@_register
+class ServiceUnavailable(ServiceError):
+    code, status, retryable = "service_unavailable", 503, True
+
+
+ERRORS_BY_CODE = {
+    cls.code: cls
+    for cls in [ServiceError, *ServiceError.__subclasses__()]
+}

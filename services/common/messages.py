@@ -1,0 +1,185 @@
+"""User-facing texts, in Russian (the default) and English.
+
+Players and operators read Russian, so a client that sends no
+``Accept-Language`` gets Russian; ``Accept-Language: en`` (or any header
+whose first language is English) gets English. Keys are error codes of
+:mod:`services.common.errors` and field message keys such as
+``login.length``. A text may hold ``{name}`` placeholders filled from the
+error's ``params``.
+"""
+
+DEFAULT_LANGUAGE = "ru"
+LANGUAGES = ("ru", "en")
+
+MESSAGES = {
+    # Error codes.
+    "internal_error": {
+        "ru": "Внутренняя ошибка сервера. Попробуйте позже.",
+        "en": "Internal server error. Try again later.",
+    },
+    "validation_error": {
+        "ru": "Данные не прошли проверку.",
+        "en": "The request data is invalid.",
+    },
+    "bad_request": {
+        "ru": "Неверный запрос: {reason}",
+        "en": "Bad request: {reason}",
+    },
+    "invalid_api_key": {
+        "ru": "Ключ API не указан или неверен.",
+        "en": "The API key is missing or invalid.",
+    },
+    "forbidden": {
+        "ru": "Доступ запрещён.",
+        "en": "Access denied.",
+    },
+    "not_found": {
+        "ru": "Не найдено.",
+        "en": "Not found.",
+    },
+    "method_not_allowed": {
+        "ru": "Метод не поддерживается для этого адреса.",
+        "en": "The method is not allowed for this URL.",
+    },
+    "payload_too_large": {
+        "ru": "Тело запроса больше {limit} байт.",
+        "en": "The request body exceeds {limit} bytes.",
+    },
+    "rate_limited": {
+        "ru": "Слишком много запросов. Повторите через {retry_after} с.",
+        "en": "Too many requests. Retry in {retry_after} s.",
+    },
+    "telegram_auth_failed": {
+        "ru": "Данные входа через Telegram не прошли проверку.",
+        "en": "The Telegram login data failed verification.",
+    },
+    "not_in_telegram_group": {
+        "ru": "Сначала вступите в группу проекта в Telegram.",
+        "en": "Join the project's Telegram group first.",
+    },
+    "limit_exceeded": {
+        "ru": "На этот аккаунт Telegram уже зарегистрировано {limit} персонажей.",
+        "en": "This Telegram account already has {limit} characters.",
+    },
+    "login_taken": {
+        "ru": "Этот логин уже занят.",
+        "en": "This login is already taken.",
+    },
+    "request_id_reused": {
+        "ru": "Этот идентификатор запроса уже использован для других данных.",
+        "en": "This request id was already used with different data.",
+    },
+    "request_in_progress": {
+        "ru": "Запрос с этим идентификатором ещё выполняется. Повторите позже.",
+        "en": "A request with this id is still in progress. Retry later.",
+    },
+    "no_accounts": {
+        "ru": "К этому аккаунту Telegram не привязан ни один персонаж.",
+        "en": "No characters are linked to this Telegram account.",
+    },
+    "game_server_error": {
+        "ru": "Игровой сервер отклонил запрос.",
+        "en": "The game server rejected the request.",
+    },
+    "game_server_unavailable": {
+        "ru": "Игровой сервер недоступен. Попробуйте позже.",
+        "en": "The game server is unavailable. Try again later.",
+    },
+    "telegram_unavailable": {
+        "ru": "Не удалось проверить участие в группе Telegram. Попробуйте позже.",
+        "en": "Telegram group membership could not be checked. Try again later.",
+    },
+    "service_unavailable": {
+        "ru": "Сервис временно недоступен. Попробуйте позже.",
+        "en": "The service is temporarily unavailable. Try again later.",
+    },
+    # Success texts.
+    "registered": {
+        "ru": "Регистрация прошла успешно.",
+        "en": "Registration succeeded.",
+    },
+    "password_changed": {
+        "ru": "Пароль изменён.",
+        "en": "The password was changed.",
+    },
+    # Field messages.
+    "field.required": {
+        "ru": "Обязательное поле.",
+        "en": "This field is required.",
+    },
+    "field.unknown": {
+        "ru": "Неизвестное поле.",
+        "en": "Unknown field.",
+    },
+    "field.integer": {
+        "ru": "Нужно целое число.",
+        "en": "Must be an integer.",
+    },
+    "field.string": {
+        "ru": "Нужна строка.",
+        "en": "Must be a string.",
+    },
+    "login.length": {
+        "ru": "Логин: от 3 до 16 символов.",
+        "en": "The login must be 3 to 16 characters long.",
+    },
+    "login.charset": {
+        "ru": "Логин: только латиница или только кириллица, цифры, пробел, «_» и «-», и хотя бы одна буква.",
+        "en": "The login takes Latin or Cyrillic letters (not both), digits, spaces, '_' and '-', "
+              "with at least one letter.",
+    },
+    "password.length": {
+        "ru": "Пароль: от 6 до 20 символов.",
+        "en": "The password must be 6 to 20 characters long.",
+    },
+    "password.charset": {
+        "ru": "Пароль: только печатные символы ASCII (латиница, цифры, знаки, пробел).",
+        "en": "The password takes printable ASCII characters only.",
+    },
+    "gender.choice": {
+        "ru": "Выберите пол персонажа: 0 — женский, 1 — мужской.",
+        "en": "Choose the character's gender: 0 female, 1 male.",
+    },
+    "telegram_id.positive": {
+        "ru": "Идентификатор Telegram должен быть положительным целым числом.",
+        "en": "The Telegram id must be a positive integer.",
+    },
+    "telegram_id.mismatch": {
+        "ru": "Идентификатор Telegram не совпадает с данными входа.",
+        "en": "The Telegram id does not match the login data.",
+    },
+    "username.length": {
+        "ru": "Имя пользователя Telegram: не длиннее 64 символов.",
+        "en": "The Telegram username must be at most 64 characters long.",
+    },
+    "request_id.format": {
+        "ru": "Идентификатор запроса: от 8 до 64 символов из латиницы, цифр, «-» и «_».",
+        "en": "The request id must be 8 to 64 letters, digits, '-' or '_'.",
+    },
+    "telegram_auth.invalid": {
+        "ru": "Данные входа через Telegram неполны или устарели.",
+        "en": "The Telegram login data is incomplete or too old.",
+    },
+}
+
+
+def pick_language(accept_language: str | None) -> str:
+    """Return ``en`` when the header's first language is English, else ``ru``."""
+    if not accept_language:
+        return DEFAULT_LANGUAGE
+    first = accept_language.split(",", 1)[0].split(";", 1)[0].strip().lower()
+    return "en" if first == "en" or first.startswith("en-") else DEFAULT_LANGUAGE
+
+
+def render(key: str, language: str = DEFAULT_LANGUAGE, params: dict | None = None) -> str:
+    """Return the text for ``key`` in ``language``, with placeholders filled.
+
+    An unknown key falls back to the internal error's text, and a missing
+    placeholder stays as written, so a message never fails to render.
+    """
+    texts = MESSAGES.get(key) or MESSAGES["internal_error"]
+    text = texts.get(language) or texts[DEFAULT_LANGUAGE]
+    try:
+        return text.format(**(params or {}))
+    except (KeyError, IndexError, ValueError):
+        return text
