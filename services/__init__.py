@@ -6,10 +6,17 @@ patched ``select`` (the C implementation blocks the whole hub).
 """
 
 import os
+import warnings
 
 os.environ.setdefault("PSYCOPG_IMPL", "python")
+# nameko 2.14 runs on eventlet, which warns on import that it is deprecated;
+# the services know, and the warning would open every log.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
+from services.gateway.service import GatewayService  # noqa: E402
 from services.ingest.service import IngestService  # noqa: E402
+from services.registration.service import RegistrationService  # noqa: E402
+from services.status.service import StatusService  # noqa: E402
 
 
-__all__ = ["IngestService"]
+__all__ = ["GatewayService", "IngestService", "RegistrationService", "StatusService"]

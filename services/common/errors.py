@@ -22,10 +22,15 @@ class ServiceError(Exception):
     retryable = False
 
     def __init__(self, detail: str | None = None, fields: dict | None = None, params: dict | None = None):
+        # nameko sends exc.args across RPC and rebuilds the error from them,
+        # turning None into "None"; empty values survive the trip intact.
+        detail = detail or ""
+        fields = dict(fields or {})
+        params = dict(params or {})
         super().__init__(detail, fields, params)
         self.detail = detail
-        self.fields = dict(fields or {})
-        self.params = dict(params or {})
+        self.fields = fields
+        self.params = params
 
     def __str__(self) -> str:
         return self.detail or self.code
