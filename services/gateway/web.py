@@ -1,0 +1,230 @@
+"""HTTP plumbing of the gateway: request ids, CORS, body limits, envelopes, metrics.
+
+Every response of the gateway, errors included, carries ``X-Request-Id``
+and, for an allowed ``Origin``, the CORS headers. Errors are the envelope
+``{"ok": false, "error", "message", "fields", "request_id"}``, with the
+message in Russian or, on ``Accept-Language: en``, in English. Preflight
+``OPTIONS`` requests are answered here, before any worker runs, so they
+never need an API key.
+"""
+
+import json
+import re
+import time
+import uuid
+from functools import partial
+from logging import getLogger
+
+from eventlet.event import Event
+
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from services.common.config import section as config_section
+from services.common.errors import (
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+)
+from services.common.messages import pick_language, render
+from services.common.request_context import CONTEXT_KEY
+
+
+_log = getLogger(__name__)
+
+CONFIG_SECTION = "GATEWAY"
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_ENVIRON = "tzr.request_id"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+DEFAULT_MAX_BODY = 16 * 1024
+ALLOWED_HEADERS = "Content-Type, X-API-Key, X-Request-Id, Accept-Language"
+PREFLIGHT_MAX_AGE = 600
+
+# Metrics of this process. A registry of its own keeps tests that start
+# several gateways from colliding in the global one.
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter(
+    "tzr_http_requests", "HTTP requests answered, by route, method and status.",
+    ["route", "method", "status"], registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "tzr_http_request_seconds", "Time to answer an HTTP request, in seconds.",
+    ["route"], registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def request_id_of(request: Request) -> str:
+    """Return the request's id: the client's ``X-Request-Id`` when valid, else a new one."""
+    existing = request.environ.get(REQUEST_ID_ENVIRON)
+    if existing:
+        return existing
+    presented = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = presented if _REQUEST_ID_RE.match(presented) else uuid.uuid4().hex
+    request.environ[REQUEST_ID_ENVIRON] = request_id
+    return request_id
+
+
+def json_response(payload: dict, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(
+        json.dumps(payload, ensure_ascii=False),
+        status=status,
+        headers=headers,
+        content_type="application/json; charset=utf-8",
+    )
+
+
+def envelope(error: ServiceError, request: Request) -> Response:
+    """Build the error envelope for ``error``, in the request's language."""
+    language = pick_language(request.headers.get("Accept-Language"))
+    body = {
+        "ok": False,
+        "error": error.code,
+        "message": render(error.code, language, error.params),
+        "fields": {name: render(key, language, error.params) for name, key in error.fields.items()},
+        "request_id": request_id_of(request),
+    }
+    headers = {}
+    if "retry_after" in error.params:
+        headers["Retry-After"] = str(error.params["retry_after"])
+    return json_response(body, status=error.status, headers=headers)
+
+
+class CorsPolicy:
+    """The origins allowed to call the API from a browser."""
+
+    def __init__(self, origins):
+        self.origins = frozenset(origins or ())
+
+    def headers_for(self, request: Request) -> dict:
+        origin = request.headers.get("Origin")
+        if not origin or origin not in self.origins:
+            return {}
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def _parse_origins(value) -> list[str]:
+    if isinstance(value, str):
+        return [origin.strip() for origin in value.split(",") if origin.strip()]
+    return list(value or [])
+
+
+class ApiWsgiApp(WsgiApp):
+    """Routes requests; an unknown URL or method gets the envelope, not HTML."""
+
+    def __call__(self, environ, start_response):
+        request = Request(environ, shallow=True)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, values = adapter.match()
+            request.path_values = values
+            response = provider.handle_request(request)
+        except HTTPException as exc:
+            error = MethodNotAllowed() if exc.code == 405 else NotFound()
+            response = self.server.finish(request, envelope(error, request), "unmatched", time.monotonic())
+        return response(environ, start_response)
+
+
+class ApiWebServer(WebServer):
+    """nameko's web server with envelope errors and a loopback default address."""
+
+    def bind_addr_default(self) -> str:
+        return "127.0.0.1:8000"
+
+    @property
+    def bind_addr(self):
+        from nameko.web.server import parse_address
+
+        address = self.container.config.get("WEB_SERVER_ADDRESS", self.bind_addr_default())
+        return parse_address(address)
+
+    def setup(self):
+        settings = config_section(self.container.config, CONFIG_SECTION)
+        self.cors = CorsPolicy(_parse_origins(settings.get("cors_origins")))
+        self.max_body = int(settings.get("max_body_bytes", DEFAULT_MAX_BODY))
+        super().setup()
+
+    def get_wsgi_app(self):
+        return ApiWsgiApp(self)
+
+    def finish(self, request: Request, response: Response, route: str, started: float) -> Response:
+        """Add the headers every response carries and count it."""
+        response.headers[REQUEST_ID_HEADER] = request_id_of(request)
+        for name, value in self.cors.headers_for(request).items():
+            response.headers[name] = value
+        REQUESTS.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+        LATENCY.labels(route=route).observe(time.monotonic() - started)
+        return response
+
+
+class ApiEntrypoint(HttpRequestHandler):
+    """An HTTP route of the gateway.
+
+    ``route`` names it in metrics. Besides ``method`` the route answers
+    ``OPTIONS`` preflights itself. Errors raised by the worker, and by the
+    services it calls, become envelopes.
+    """
+
+    server = ApiWebServer()
+
+    def __init__(self, method, url, route=None, **kwargs):
+        self.route = route or url
+        super().__init__(f"{method},OPTIONS", url, **kwargs)
+
+    def handle_request(self, request):
+        started = time.monotonic()
+        request_id = request_id_of(request)
+        if request.method == "OPTIONS":
+            return self.server.finish(request, self._preflight(request), self.route, started)
+        length = request.content_length
+        if length is not None and length > self.server.max_body:
+            error = PayloadTooLarge(f"{length} bytes", params={"limit": self.server.max_body})
+            return self.server.finish(request, envelope(error, request), self.route, started)
+
+        request.shallow = False
+        request.max_content_length = self.server.max_body
+        try:
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            event = Event()
+            self.container.spawn_worker(
+                self, args, kwargs,
+                context_data={CONTEXT_KEY: request_id},
+                handle_result=partial(self.handle_result, event),
+            )
+            response = self.response_from_result(event.wait())
+        except Exception as exc:  # every failure becomes an envelope
+            response = self._error_response(exc, request)
+        return self.server.finish(request, response, self.route, started)
+
+    def _preflight(self, request: Request) -> Response:
+        headers = self.server.cors.headers_for(request)
+        if not headers:
+            return Response(status=204)
+        headers.update({
+            "Access-Control-Allow-Methods": self.method,
+            "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
+        })
+        return Response(status=204, headers=headers)
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        return super().response_from_result(result)
+
+    def _error_response(self, exc: Exception, request: Request) -> Response:
+        if isinstance(exc, RequestEntityTooLarge):
+            exc = PayloadTooLarge(params={"limit": self.server.max_body})
+        if not isinstance(exc, ServiceError):
+            _log.error("unexpected error on %s: %r", self.route, exc)
+            exc = InternalError()
+        return envelope(exc, request)
+
+
+api = ApiEntrypoint.decorator
