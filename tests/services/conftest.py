@@ -150,3 +150,48 @@ def telegram():
     """A running fake Telegram Bot API on 127.0.0.1, fresh for each test."""
     with FakeTelegram() as fake:
         yield fake
+
+
+# THE GAME'S DATABASE, WITH TZR HOST'S MIGRATIONS
+
+
+@pytest.fixture(scope="session")
+def gamedb_dsn():
+    """A MariaDB database with the game's test tables and the migrations, for the session."""
+    from services.registration import db as gamedb
+
+    address = parse_dsn(os.environ.get(MARIADB_ADMIN_DSN_ENV, DEFAULT_MARIADB_ADMIN_DSN))
+    name = f"tzr_test_game_{uuid.uuid4().hex[:10]}"
+    dsn = f"mysql://{address['user']}@{address['host']}:{address['port']}/{name}"
+    gamedb.create_database(dsn)
+    try:
+        gamedb.apply_test_schema(dsn)
+        gamedb.migrate(dsn)
+        yield dsn
+    finally:
+        connection = _mariadb_admin()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            connection.close()
+
+
+GAMEDB_TABLES = ("tgplayers", "users", "tzr_registrations", "tzr_telegram_quota")
+
+
+@pytest.fixture
+def gamedb(gamedb_dsn):
+    """An autocommit connection to the session's game database, emptied of accounts."""
+    arguments = parse_dsn(gamedb_dsn)
+    connection = pymysql.connect(
+        host=arguments["host"], port=arguments["port"], user=arguments["user"],
+        database=arguments["database"], charset="utf8mb4", autocommit=True,
+    )
+    with connection.cursor() as cursor:
+        for table in GAMEDB_TABLES:
+            cursor.execute(f"DELETE FROM {table}")
+    try:
+        yield connection
+    finally:
+        connection.close()
