@@ -17,7 +17,7 @@ import redis as redis_library
 from nameko.rpc import rpc
 
 from services.common.errors import ServiceUnavailable
-from services.common.mariadb import MariaDB
+from services.common.mariadb import MariaDB, MariaDBUnavailable
 from services.common.redis import Redis
 from services.common.timer import config_timer
 from services.status.dependencies import StatusSettingsProvider
@@ -102,8 +102,13 @@ class StatusService:
     def ready(self):
         """Return each backend's state: ``{"mariadb": bool, "redis": bool, "game_port": bool}``."""
         settings = self.settings
+        try:
+            self.gamedb.ping()
+            mariadb = True
+        except MariaDBUnavailable:
+            mariadb = False
         return {
-            "mariadb": self.gamedb.ping(),
+            "mariadb": mariadb,
             "redis": self._redis_ok(),
             "game_port": probe(settings.game_host, settings.game_port, settings.probe_timeout),
         }
@@ -129,7 +134,7 @@ class StatusService:
         try:
             with eventlet.Timeout(settings.query_timeout):
                 constants = self._read_constants()
-        except (pymysql.MySQLError, eventlet.Timeout, OSError) as error:
+        except (MariaDBUnavailable, pymysql.MySQLError, eventlet.Timeout, OSError) as error:
             _log.warning("status refresh failed, MariaDB did not answer: %s", error)
             return self._stale(online) if serve_stale else {}
 
