@@ -61,3 +61,7 @@ if [ -z "$("${PG_ADMIN[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'tzr'"
     "${PG_ADMIN[@]}" -c "CREATE DATABASE tzr OWNER tzr"
 fi
 .venv/bin/tzr-ingest migrate
+# The game's MariaDB database: on this machine a test copy (tzserver), with
+# the tables a game server would have, plus TZR Host's own.
+TZR_MODE=test .venv/bin/tzr-gamedb test-schema
+.venv/bin/tzr-gamedb migrate

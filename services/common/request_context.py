@@ -54,3 +54,23 @@ class RequestContext(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return _Context(worker_ctx)
+
+
+class QuietClientErrors(logging.Filter):
+    """Drops the traceback from log records of errors that the caller caused.
+
+    nameko logs every exception a worker raises with its traceback. For a
+    :class:`~services.common.errors.ServiceError` with a 4xx status (an
+    invalid field, a taken login) the one-line message says all there is;
+    server-side errors keep their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from services.common.errors import ServiceError
+
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            if isinstance(error, ServiceError) and error.status < 500:
+                record.exc_info = None
+                record.exc_text = None
+        return True

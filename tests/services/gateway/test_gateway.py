@@ -329,3 +329,19 @@ def test_bad_api_key_config_stops_start(runner_factory, gateway_config):
     runner = runner_factory(config, GatewayService)
     with pytest.raises(ValueError, match="64-digit hex"):
         runner.start()
+
+
+def test_client_errors_logged_without_traceback():
+    from services.common.errors import InternalError, LoginTaken
+    from services.common.request_context import QuietClientErrors
+
+    quiet = QuietClientErrors()
+    for error, keeps_traceback in ((LoginTaken("taken"), False), (InternalError("boom"), True)):
+        try:
+            raise error
+        except Exception:
+            import sys
+
+            record = logging.LogRecord("nameko", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+        assert quiet.filter(record) is True
+        assert (record.exc_info is not None) is keeps_traceback
