@@ -55,8 +55,8 @@ class TcpProxy:
                 if not data:
                     break
                 sink.sendall(data)
-        except OSError:
-            pass
+        except (OSError, EOFError):
+            pass  # cut() closed the sockets under the pump, which ends it
         finally:
             for each in (source, sink):
                 try:

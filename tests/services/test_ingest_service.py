@@ -78,6 +78,8 @@ def test_dropped_file_loaded_and_archived(pg, container_factory, service_config,
     archived = folders["archive"] / "main" / "82" / "4100001.tzb.gz"
     assert wait_for(archived.exists)
     assert wait_for(lambda: not (folders["drop"] / "4100001.tzb").exists())
+    # The run records its end after archiving and refreshing the marts.
+    assert wait_for(lambda: pg.execute("SELECT status FROM ingest_runs").fetchone()[0] != "running")
     run = pg.execute("SELECT trigger, status, loaded FROM ingest_runs").fetchone()
     assert run == ("timer", "succeeded", 1)
 
