@@ -3,88 +3,61 @@
 Stopping the shared MariaDB or Redis server would disturb everything else
 on the machine; pointing a service at this proxy instead and calling
 ``cut()`` gives the service the same view: established connections drop
-and new ones are refused. ``restore()`` accepts connections again.
+and new ones are refused. ``restore()`` accepts connections again on the
+same port.
+
+The proxy runs in a child process with plain threads. Inside the test
+process eventlet's monkey patch turns threads into green threads, and a
+green thread waiting on a socket that another one closes is not always
+woken, which leaves stale readers on reused descriptors.
 """
 
+import argparse
 import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 
 class TcpProxy:
-    """Forwards connections from an ephemeral port to ``target_host:target_port``."""
+    """Forwards connections from a free port to ``target_host:target_port``."""
 
     def __init__(self, target_host: str, target_port: int):
         self.target = (target_host, target_port)
         self.port = None
-        self._listener = None
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._accepting = threading.Event()
-        self._stopped = threading.Event()
+        self._process = None
 
     def start(self) -> "TcpProxy":
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", self.port or 0))
-        self._listener.listen(64)
-        self.port = self._listener.getsockname()[1]
-        self._accepting.set()
-        threading.Thread(target=self._accept_loop, args=(self._listener,), daemon=True).start()
-        return self
-
-    def _accept_loop(self, listener):
-        while not self._stopped.is_set():
+        if self.port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+        self._process = subprocess.Popen(
+            [sys.executable, str(Path(__file__)), str(self.port), self.target[0], str(self.target[1])],
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             try:
-                client, _ = listener.accept()
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
             except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source, sink):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
-        except (OSError, EOFError):
-            pass  # cut() closed the sockets under the pump, which ends it
-        finally:
-            for each in (source, sink):
-                try:
-                    each.close()
-                except OSError:
-                    pass
+                time.sleep(0.05)
+        raise RuntimeError(f"the TCP proxy did not start listening on port {self.port}")
 
     def cut(self) -> None:
         """Drop every open connection and refuse new ones."""
-        self._accepting.clear()
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            sockets, self._sockets = self._sockets, set()
-        for each in sockets:
-            try:
-                each.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            each.close()
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+            self._process = None
 
     def restore(self) -> None:
         """Accept connections again, on the same port."""
         self.start()
 
     def stop(self) -> None:
-        self._stopped.set()
         self.cut()
 
     def __enter__(self):
@@ -92,3 +65,46 @@ class TcpProxy:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for each in (source, sink):
+            try:
+                each.close()
+            except OSError:
+                pass
+
+
+def _serve(port: int, target: tuple[str, int]) -> None:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(64)
+    while True:
+        client, _ = listener.accept()
+        try:
+            upstream = socket.create_connection(target, timeout=5)
+        except OSError:
+            client.close()
+            continue
+        upstream.settimeout(None)
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Forward 127.0.0.1:PORT to HOST:TARGET_PORT.")
+    parser.add_argument("port", type=int)
+    parser.add_argument("host")
+    parser.add_argument("target_port", type=int)
+    arguments = parser.parse_args()
+    _serve(arguments.port, (arguments.host, arguments.target_port))
