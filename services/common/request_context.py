@@ -61,7 +61,7 @@ class QuietClientErrors(logging.Filter):
 
     nameko logs every exception a worker raises with its traceback. For a
     :class:`~services.common.errors.ServiceError` with a 4xx status (an
-    invalid field, a taken login) the one-line message says all there is;
+    invalid field, a taken login) the one-line message is enough;
     server-side errors keep their traceback.
     """
 

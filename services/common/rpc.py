@@ -22,7 +22,7 @@ def call(service_proxy, method: str, *args, timeout: float, **kwargs):
 
     Errors the remote method raises come back as themselves (see
     :mod:`services.common.errors`). Raises :class:`ServiceUnavailable`
-    when the service has no running instance or does not answer in time.
+    when the service has no running instance or does not respond in time.
     """
     service = getattr(service_proxy, "service_name", "?")
     try:
@@ -31,7 +31,7 @@ def call(service_proxy, method: str, *args, timeout: float, **kwargs):
             return reply.result()
     except eventlet.Timeout:
         _log.error("rpc %s.%s timed out after %.1f s", service, method, timeout)
-        raise ServiceUnavailable(f"{service}.{method} did not answer within {timeout:g} s") from None
+        raise ServiceUnavailable(f"{service}.{method} did not respond within {timeout:g} s") from None
     except UnknownService:
         _log.error("rpc %s.%s: no instance of %s is running", service, method, service)
         raise ServiceUnavailable(f"the {service} service is not running") from None

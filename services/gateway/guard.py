@@ -142,7 +142,7 @@ class Guard(DependencyProvider):
     def setup(self):
         self.settings = GuardSettings.from_config(self.container.config)
         if not self.settings.api_keys:
-            _log.warning("no API keys are configured: every protected route answers 401")
+            _log.warning("no API keys are configured: every protected route returns 401")
 
     def start(self):
         self.storage = RedisStorage(self.settings.redis_url, key_prefix="tzr:limits", socket_timeout=2)

@@ -95,7 +95,7 @@ class GatewayService:
         body_id = payload.get("Request-Id") if isinstance(payload, dict) else None
         if isinstance(body_id, str) and REQUEST_ID_RE.match(body_id) and "X-Request-Id" not in request.headers:
             # The website's older form sends the id in the body; it is then
-            # the idempotency key and the id of every log line and answer.
+            # the idempotency key and the id of every log line and response.
             request_id = str(body_id)
             request.environ[REQUEST_ID_ENVIRON] = request_id
             self.context.set_request_id(request_id)

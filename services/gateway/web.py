@@ -4,7 +4,7 @@ Every response of the gateway, errors included, carries ``X-Request-Id``
 and, for an allowed ``Origin``, the CORS headers. Errors are the envelope
 ``{"ok": false, "error", "message", "fields", "request_id"}``, with the
 message in Russian or, on ``Accept-Language: en``, in English. Preflight
-``OPTIONS`` requests are answered here, before any worker runs, so they
+``OPTIONS`` requests get their response here, before any worker runs, so they
 never need an API key.
 """
 
@@ -165,7 +165,7 @@ class ApiWebServer(WebServer):
 class ApiEntrypoint(HttpRequestHandler):
     """An HTTP route of the gateway.
 
-    ``route`` names it in metrics. Besides ``method`` the route answers
+    ``route`` names it in metrics. Besides ``method`` the route responds to
     ``OPTIONS`` preflights itself. Errors raised by the worker, and by the
     services it calls, become envelopes.
     """

@@ -7,7 +7,7 @@ is reserved, so no step can leave an orphan behind:
    Login Widget data when the site sends it;
 2. a repeated request id returns the stored outcome and sends nothing;
 3. the Telegram group membership is checked (cached, and never passed when
-   Telegram cannot answer);
+   Telegram cannot respond);
 4. one transaction checks the per-user limit and the login, and inserts the
    pending registration, whose unique login hold is the final check;
 5. ADDUSER goes to the game server, sent again only while no connection
@@ -25,6 +25,7 @@ from logging import getLogger
 
 import eventlet
 import pymysql
+import redis as redis_library
 from nameko.rpc import rpc
 
 from services.common.errors import (
@@ -149,7 +150,7 @@ class RegistrationService:
             mariadb = False
         try:
             redis = bool(self.redis.ping())
-        except Exception:  # any Redis failure means not ready
+        except redis_library.RedisError:
             redis = False
         return {"mariadb": mariadb, "redis": redis}
 
@@ -285,7 +286,7 @@ class RegistrationService:
                 _log.info("registration %s: the game has login %r already", request_id, registration.login)
                 self._apply(store.fail, registration, LoginTaken.code, f"game server: {error.code}")
                 raise LoginTaken(f"the game server has login {registration.login!r}") from None
-            _log.error("registration %s: the game server refused: %s", request_id, error)
+            _log.error("registration %s: the game server rejected ADDUSER: %s", request_id, error)
             self._apply(store.fail, registration, GameServerError.code, str(error))
             raise GameServerError(str(error)) from None
         except GameError as error:
@@ -345,4 +346,4 @@ class RegistrationService:
             raise ServiceUnavailable(f"MariaDB is unavailable: {error}") from None
 
 
-__all__ = ["RegistrationService", "ServiceError"]
+__all__ = ["RegistrationService"]

@@ -53,7 +53,7 @@ _COLUMNS = (
 
 
 def request_hash(login: str, gender: int, telegram_id: int, username: str | None) -> str:
-    """Return a digest of what a request asks for, to tell a retry from a reuse of its id.
+    """Return a digest of a request's content, to tell a retry from a reuse of its id.
 
     The password is left out: registration never stores it in any form.
     """
@@ -211,7 +211,7 @@ def game_account_id(connection, login: str, users_table: str) -> str | None:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM {users_table} WHERE login = %s COLLATE {LOGIN_COLLATION}", (login,))
         row = cursor.fetchone()
-    connection.commit()  # end the read, so a later call sees new rows
+    connection.commit()  # end the read, so a later call reads new rows
     return None if row is None else str(row[0])
 
 

@@ -4,7 +4,7 @@ The Telegram id that a request claims is trusted only when it comes with
 Telegram Login Widget data whose hash verifies with the bot token (see
 https://core.telegram.org/widgets/login#checking-authorization). Group
 membership is asked from the Bot API's ``getChatMember`` and cached in
-Redis; when Telegram cannot answer, the check fails with a retryable error
+Redis; when Telegram cannot respond, the check fails with a retryable error
 and never lets the request through.
 """
 
@@ -58,7 +58,7 @@ def verify_login_widget(data: dict, bot_token: str, max_age: int, now: float | N
 
 @dataclass(frozen=True)
 class GroupCheckSettings:
-    """Where and how to ask Telegram about group membership."""
+    """Telegram Bot API settings for the group membership check."""
 
     api_base: str
     bot_token: str
@@ -69,7 +69,7 @@ class GroupCheckSettings:
 
 
 class GroupMembership:
-    """Answers whether a Telegram user belongs to the required group."""
+    """Checks whether a Telegram user belongs to the required group."""
 
     def __init__(self, settings: GroupCheckSettings, redis, session: requests.Session | None = None):
         self.settings = settings
@@ -82,7 +82,7 @@ class GroupMembership:
     def is_member(self, telegram_id: int) -> bool:
         """Return True for a member, False for a non-member.
 
-        Raises :class:`TelegramUnavailable` when Telegram cannot answer (network
+        Raises :class:`TelegramUnavailable` when Telegram cannot respond (network
         error, timeout, throttling, a bad bot token or any unexpected reply).
         """
         key = self._cache_key(telegram_id)
@@ -122,7 +122,7 @@ class GroupMembership:
         if response.status_code == 400 and any(text in description for text in _NOT_MEMBER_DESCRIPTIONS):
             return False
         _log.warning(
-            "telegram getChatMember answered HTTP %s for user %s: %s",
+            "telegram getChatMember responded with HTTP %s for user %s: %s",
             response.status_code, telegram_id, body.get("description"),
         )
-        raise TelegramUnavailable(f"telegram answered HTTP {response.status_code}: {body.get('description')}")
+        raise TelegramUnavailable(f"telegram responded with HTTP {response.status_code}: {body.get('description')}")

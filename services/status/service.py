@@ -1,9 +1,9 @@
 """The ``status`` service: game constants and rates plus a probe of the game port.
 
-The answer is cached in Redis for ``ttl`` seconds and refreshed by a timer,
-so requests rarely wait for MariaDB. When MariaDB or Redis cannot answer, the
-last good answer is served with ``"stale": true`` and its ``updated_at``;
-only when no answer was ever built does the call fail.
+The response is cached in Redis for ``ttl`` seconds and refreshed by a timer,
+so requests rarely wait for MariaDB. When MariaDB or Redis cannot respond, the
+last good response is served with ``"stale": true`` and its ``updated_at``;
+only when no response was ever built does the call fail.
 """
 
 import json
@@ -27,10 +27,10 @@ _log = getLogger(__name__)
 
 CACHE_KEY = "tzr:status"
 FRESH_KEY = "tzr:status:fresh"
-#: Seconds the last good answer stays in Redis for stale answers (a week).
+#: Seconds the last good response stays in Redis for stale responses (a week).
 STALE_KEEP = 7 * 24 * 3600
 
-# Constants that are published, and where they go in the answer. Every other
+# Constants that are published, and where they go in the response. Every other
 # row of the game's constants table stays private.
 RATE_CONSTANTS = {
     "RateExp": "exp",
@@ -135,7 +135,7 @@ class StatusService:
             with eventlet.Timeout(settings.query_timeout):
                 constants = self._read_constants()
         except (MariaDBUnavailable, pymysql.MySQLError, eventlet.Timeout, OSError) as error:
-            _log.warning("status refresh failed, MariaDB did not answer: %s", error)
+            _log.warning("status refresh failed, MariaDB did not respond: %s", error)
             return self._stale(online) if serve_stale else {}
 
         answer = shape(constants, online)
@@ -158,5 +158,5 @@ class StatusService:
             _log.warning("status cache unavailable: %s", error)
         cached = cached or _last_good
         if cached is None:
-            raise ServiceUnavailable("no status was ever built and MariaDB does not answer")
+            raise ServiceUnavailable("no status was ever built and MariaDB does not respond")
         return {**cached, "online": online, "stale": True}
