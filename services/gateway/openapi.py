@@ -1,6 +1,17 @@
 """The OpenAPI 3.1 description of the gateway's routes, served at /api/openapi.json."""
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def error_responses(descriptions: dict) -> dict:
+    """Return OpenAPI responses with the error envelope for ``{status: description}``."""
+    return {
+        str(status): {
+            "description": description,
+            "content": {"application/json": {"schema": ERROR}},
+        }
+        for status, description in descriptions.items()
+    }
 
 
 def _error_responses(*statuses: int) -> dict:
@@ -15,13 +26,7 @@ def _error_responses(*statuses: int) -> dict:
         502: "The game server refused (`game_server_error`).",
         503: "A backend is down: `service_unavailable`, `game_server_unavailable` or `telegram_unavailable`.",
     }
-    return {
-        str(status): {
-            "description": descriptions[status],
-            "content": {"application/json": {"schema": _ERROR}},
-        }
-        for status in statuses
-    }
+    return error_responses({status: descriptions[status] for status in statuses})
 
 
 _REQUEST_ID = {
@@ -32,7 +37,7 @@ _REQUEST_ID = {
                    "of the first registration with this id instead of registering twice.",
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"},
 }
-_LANGUAGE = {
+LANGUAGE = {
     "name": "Accept-Language",
     "in": "header",
     "required": False,
@@ -104,7 +109,7 @@ OPENAPI = {
             "post": {
                 "summary": "Create a game account and link it to a Telegram user.",
                 "security": [{"apiKey": []}],
-                "parameters": [_REQUEST_ID, _LANGUAGE],
+                "parameters": [_REQUEST_ID, LANGUAGE],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": {
@@ -138,7 +143,7 @@ OPENAPI = {
             "post": {
                 "summary": "Set a new password on every game login of a Telegram user.",
                 "security": [{"apiKey": []}],
-                "parameters": [_REQUEST_ID, _LANGUAGE],
+                "parameters": [_REQUEST_ID, LANGUAGE],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": {
@@ -165,7 +170,7 @@ OPENAPI = {
         "/api/server/status": {
             "get": {
                 "summary": "Published game constants and rates, and whether the game port is up.",
-                "parameters": [_LANGUAGE],
+                "parameters": [LANGUAGE],
                 "responses": {
                     "200": {"description": "Status, cached for a few seconds.",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
@@ -184,3 +189,21 @@ OPENAPI = {
                                       "responses": {"200": {"description": "OpenAPI 3.1."}}}},
     },
 }
+
+
+def document(*parts) -> dict:
+    """Return the OpenAPI document with the paths and schemas of route modules added.
+
+    Each part is a module (or any object) with ``OPENAPI_PATHS`` and
+    optionally ``OPENAPI_SCHEMAS``; a path or schema defined twice is an error.
+    """
+    result = {**OPENAPI, "paths": dict(OPENAPI["paths"])}
+    result["components"] = {**OPENAPI["components"], "schemas": dict(OPENAPI["components"]["schemas"])}
+    for part in parts:
+        for target, extra in ((result["paths"], getattr(part, "OPENAPI_PATHS", {})),
+                              (result["components"]["schemas"], getattr(part, "OPENAPI_SCHEMAS", {}))):
+            for name, value in extra.items():
+                if name in target:
+                    raise ValueError(f"OpenAPI entry {name!r} is defined twice")
+                target[name] = value
+    return result

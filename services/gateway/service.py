@@ -19,14 +19,16 @@ from services.common.redis import Redis
 from services.common.request_context import RequestContext
 from services.registration.schemas import REQUEST_ID_RE
 from services.gateway.guard import Guard
-from services.gateway.openapi import OPENAPI
+from services.gateway import admin, analytics, openapi
 from services.gateway.web import CONFIG_SECTION, REGISTRY, REQUEST_ID_ENVIRON, api, json_response, request_id_of
 
 
 _log = getLogger(__name__)
 
 # Seconds to wait for each service; a registration waits for the game server.
-DEFAULT_TIMEOUTS = {"register": 60.0, "recover": 60.0, "status": 5.0, "ready": 2.0}
+DEFAULT_TIMEOUTS = {
+    "register": 60.0, "recover": 60.0, "status": 5.0, "ready": 2.0, "battles": 10.0, "ingest": 10.0,
+}
 # Limits per client address for the routes that create or change accounts.
 ACCOUNT_ROUTE_LIMIT = "10/minute"
 
@@ -67,8 +69,15 @@ class GatewaySettingsProvider(DependencyProvider):
         return self.settings
 
 
-class GatewayService:
-    """Serves ``/api/*``, ``/health``, ``/ready``, ``/metrics`` and ``/api/openapi.json``."""
+OPENAPI = openapi.document(analytics, admin)
+
+
+class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
+    """Serves ``/api/*``, ``/health``, ``/ready``, ``/metrics`` and ``/api/openapi.json``.
+
+    The analytics and admin routes come from the mixins in
+    :mod:`services.gateway.analytics` and :mod:`services.gateway.admin`.
+    """
 
     name = "gateway"
 
