@@ -1,6 +1,7 @@
 """The ``ingest`` service: loads battle logs dropped into a folder, on a timer."""
 
 import logging
+import os
 from logging import getLogger
 
 import psycopg
@@ -55,6 +56,21 @@ class IngestService:
         when the run could not start or crashed.
         """
         return self.runner.run("rpc")
+
+    @rpc
+    def ready(self):
+        """Return each backend's state: ``{"postgres": bool, "drop_dir": bool}``.
+
+        ``drop_dir`` is True when the drop folder exists and is writable.
+        """
+        try:
+            with self.db.connection(timeout=2) as connection:
+                connection.execute("SELECT 1")
+            postgres = True
+        except (PoolTimeout, psycopg.Error):
+            postgres = False
+        drop_dir = self.runner.settings.drop_dir
+        return {"postgres": postgres, "drop_dir": drop_dir.is_dir() and os.access(drop_dir, os.W_OK)}
 
     @rpc(expected_exceptions=(InvalidArgument, DatabaseUnavailable))
     def last_runs(self, limit=10):

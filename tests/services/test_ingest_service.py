@@ -188,3 +188,23 @@ def test_repeated_errors_logged_once(caplog):
         repeats.log(logging.ERROR, "failed: %s", "disk full")
     messages = [record.getMessage() for record in caplog.records]
     assert messages == ["failed: database down", "failed: disk full"]
+
+
+def test_ready_reports_each_backend(container_factory, service_config, folders):
+    container = container_factory(IngestService, service_config)
+    container.start()
+    with ServiceRpcProxy("ingest", service_config, timeout=30) as ingest:
+        assert ingest.ready() == {"postgres": True, "drop_dir": True}
+        try:
+            folders["drop"].rmdir()
+            assert ingest.ready() == {"postgres": True, "drop_dir": False}
+        finally:
+            folders["drop"].mkdir(exist_ok=True)
+
+
+def test_ready_when_database_is_down(container_factory, service_config):
+    service_config["INGEST"]["dsn"] = "postgresql://tzr@127.0.0.1:1/tzr"
+    container = container_factory(IngestService, service_config)
+    container.start()
+    with ServiceRpcProxy("ingest", service_config, timeout=30) as ingest:
+        assert ingest.ready() == {"postgres": False, "drop_dir": True}
