@@ -77,6 +77,7 @@ PARTICIPANT_COLUMNS = {
     "damage_dealt": "int32",
     "damage_taken": "int32",
     "healed": "int32",
+    "combat": "string",
 }
 
 EVENT_COLUMNS = {
@@ -323,6 +324,11 @@ def build_frames(
     unit_offsets = np.concatenate(([0], np.cumsum(unit_counts)[:-1])).astype(np.int64)
     unit_total = int(unit_counts.sum())
     is_monster = np.array([p.is_monster for b in battles for p in b.participants], dtype=bool)
+    # What a kill of each unit counts as in a player's combat breakdown.
+    victim_kinds = np.array(
+        [(p.monster_kind or "unknown") if p.is_monster else "player" for b in battles for p in b.participants],
+        dtype=object,
+    )
 
     action_counts = np.array([len(b.action_codes) for b in battles], dtype=np.int64)
     action_offsets = np.concatenate(([0], np.cumsum(action_counts)[:-1])).astype(np.int64)
@@ -447,6 +453,11 @@ def build_frames(
     player_kill = ~monster_victim & (killer_units != victim_units)
     kills_players = np.bincount(killer_units[player_kill], minlength=unit_total)
 
+    combat = _combat_breakdown(
+        ~is_monster, actor_unit, target_unit, damaging, healing, hit_numbers, hit_missing,
+        is_attack, effect_code, killer_units, victim_units, victim_kinds,
+    )
+
     died_turn = np.full(unit_total, _NO_TURN, dtype=np.int64)
     deaths = (action == _ACTION_DEATH) & ~action_missing
     np.minimum.at(died_turn, actor_unit[deaths], turn[deaths])
@@ -505,7 +516,7 @@ def build_frames(
                 escaped != _NO_TURN, None if escaped == _NO_TURN else int(escaped),
                 p.joined_turn, p.joined_frame, int(kills_monsters[unit]),
                 int(kills_players[unit]), int(damage_dealt[unit]), int(damage_taken[unit]),
-                int(healed[unit]),
+                int(healed[unit]), combat.get(unit),
             ))
         loot_rows.extend(_loot_rows(key, battle, turn, action_offsets[index]))
         bad_values = battle.bad_values + int(bad_per_battle[index])
@@ -533,6 +544,64 @@ def build_frames(
         loot=_frame(loot_rows, LOOT_COLUMNS),
         map_templates=_frame(list(templates.values()), MAP_TEMPLATE_COLUMNS),
     )
+
+
+_HIT_KIND_NAMES = {0: "normal", 1: "critical", 2: "piercing"}
+
+
+def _combat_breakdown(
+    is_player, actor_unit, target_unit, damaging, healing, hit_numbers, hit_missing,
+    is_attack, effect_code, killer_units, victim_units, victim_kinds,
+) -> dict[int, str]:
+    """Return each player unit's combat breakdown as JSON text, by batch-wide unit index.
+
+    The keys are flat, so that SQL can add them up with ``jsonb_each_text``:
+    ``dealt.<hit kind>`` and ``taken.<hit kind>`` (positive hit amounts;
+    normal, critical, piercing, or ``kind<N>`` for another code),
+    ``effect_dealt.<code>`` and ``effect_taken.<code>`` (effect strengths),
+    ``heals_given`` and ``kills.<victim kind>`` (a monster kind or
+    ``player``; self-kills excluded). Monsters get no breakdown.
+    """
+    totals: dict[int, dict[str, int]] = {}
+
+    def add(units, names, values):
+        if not len(units):
+            return
+        frame = pd.DataFrame({"unit": units, "name": names, "value": values})
+        for (unit, name), value in frame.groupby(["unit", "name"], sort=False)["value"].sum().items():
+            totals.setdefault(int(unit), {})[name] = int(value)
+
+    hit_kind, amount, effect_amount, heal = hit_numbers
+    hit_names = np.array([_HIT_KIND_NAMES.get(k, f"kind{k}") for k in range(-1, 3)], dtype=object)
+
+    def kind_names(kinds):
+        known = (kinds >= -1) & (kinds <= 2)
+        names = np.empty(len(kinds), dtype=object)
+        names[known] = hit_names[kinds[known] + 1]
+        names[~known] = [f"kind{k}" for k in kinds[~known]]
+        return names
+
+    for side, units in (("dealt", actor_unit), ("taken", target_unit)):
+        mask = damaging & is_player[units]
+        add(units[mask], side + "." + kind_names(hit_kind[mask]), amount[mask])
+
+    effect_codes = np.asarray(effect_code.codes)
+    categories = np.asarray(effect_code.categories, dtype=object)
+    has_effect = is_attack & ~hit_missing[2] & (effect_codes >= 0)
+    for side, units in (("effect_dealt", actor_unit), ("effect_taken", target_unit)):
+        mask = has_effect & is_player[units]
+        add(units[mask], side + "." + categories[effect_codes[mask]], effect_amount[mask])
+
+    mask = healing & is_player[actor_unit]
+    add(actor_unit[mask], np.full(int(mask.sum()), "heals_given", dtype=object), heal[mask])
+
+    mask = is_player[killer_units] & (killer_units != victim_units)
+    add(killer_units[mask], "kills." + victim_kinds[victim_units[mask]], np.ones(int(mask.sum()), dtype=np.int64))
+
+    return {
+        unit: json.dumps(values, ensure_ascii=False, sort_keys=True)
+        for unit, values in totals.items()
+    } | {unit: "{}" for unit in np.flatnonzero(is_player).tolist() if unit not in totals}
 
 
 def _loot_rows(key: int, battle: Battle, turn: np.ndarray, offset: int) -> list[tuple]:

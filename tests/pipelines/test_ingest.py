@@ -7,6 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pipelines.battlelogs.corpus import write_corpus
 from pipelines.battlelogs.settings import IngestSettings
 from pipelines.battlelogs.runner import RUN_LOCK_KEY, RunInProgress, run_ingest
 
@@ -340,3 +341,34 @@ def test_interrupted_run_records_what_loaded(pg, settings, tmp_path, monkeypatch
     assert run[0] == "failed"
     assert run[1] == run[2] == count(pg, "battles") == 2
     assert run[3] == "KeyboardInterrupt"
+
+
+def test_player_combat_breakdown_adds_up(pg, settings, tmp_path):
+    write_corpus(tmp_path / "in", 30, seed=7, layout="flat", duplicate_share=0, kinds=("pve", "pvp", "mixed"))
+    assert run_ingest([tmp_path / "in"], settings).status == "succeeded"
+
+    rows = pg.execute(
+        "SELECT is_monster, combat, damage_dealt, damage_taken, kills_monsters, kills_players FROM participants"
+    ).fetchall()
+    players = [row for row in rows if not row[0]]
+    assert players and all(row[1] is None for row in rows if row[0])
+    for _, combat, dealt, taken, kills_monsters, kills_players in players:
+        def total(prefix):
+            return sum(value for key, value in combat.items() if key.startswith(prefix))
+
+        assert total("dealt.") == dealt
+        assert total("taken.") == taken
+        assert combat.get("kills.player", 0) == kills_players
+        assert total("kills.") - combat.get("kills.player", 0) == kills_monsters
+        assert set(key.split(".")[0] for key in combat) <= {
+            "dealt", "taken", "effect_dealt", "effect_taken", "heals_given", "kills",
+        }
+    keys = set().union(*(row[1] for row in players))
+    assert {"dealt.normal", "dealt.critical", "taken.normal", "heals_given"} <= keys
+    assert any(key.startswith("effect_dealt.") for key in keys)
+    assert any(key.startswith("kills.") and key != "kills.player" for key in keys)
+
+    # A heal given by one player is a heal received by someone.
+    given = sum(row[1].get("heals_given", 0) for row in players)
+    received = pg.execute("SELECT sum(healed) FROM participants").fetchone()[0]
+    assert 0 < given <= received
