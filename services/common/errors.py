@@ -71,6 +71,26 @@ class NotFound(ServiceError):
 
 
 @_register
+class BattleNotFound(ServiceError):
+    code, status = "battle_not_found", 404
+
+
+@_register
+class PlayerNotFound(ServiceError):
+    code, status = "player_not_found", 404
+
+
+@_register
+class ClanNotFound(ServiceError):
+    code, status = "clan_not_found", 404
+
+
+@_register
+class LogNotStored(ServiceError):
+    code, status = "log_not_stored", 404
+
+
+@_register
 class MethodNotAllowed(ServiceError):
     code, status = "method_not_allowed", 405
 

@@ -37,6 +37,22 @@ MESSAGES = {
         "ru": "Не найдено.",
         "en": "Not found.",
     },
+    "battle_not_found": {
+        "ru": "Бой не найден.",
+        "en": "No such battle.",
+    },
+    "player_not_found": {
+        "ru": "Игрок не найден ни в одном загруженном бою.",
+        "en": "The player is not in any loaded battle.",
+    },
+    "clan_not_found": {
+        "ru": "Клан не найден ни в одном загруженном бою.",
+        "en": "The clan is not in any loaded battle.",
+    },
+    "log_not_stored": {
+        "ru": "Файл лога этого боя не сохранён.",
+        "en": "The log file of this battle is not stored.",
+    },
     "method_not_allowed": {
         "ru": "Метод не поддерживается для этого адреса.",
         "en": "The method is not allowed for this URL.",
@@ -159,6 +175,59 @@ MESSAGES = {
     "telegram_auth.invalid": {
         "ru": "Данные входа через Telegram неполны или устарели.",
         "en": "The Telegram login data is incomplete or too old.",
+    },
+    # Query parameters of the analytics API.
+    "param.unknown": {
+        "ru": "Неизвестный параметр.",
+        "en": "Unknown parameter.",
+    },
+    "param.repeated": {
+        "ru": "Параметр указан больше одного раза.",
+        "en": "The parameter is given more than once.",
+    },
+    "param.mapping": {
+        "ru": "Параметры нужно передать объектом.",
+        "en": "Parameters must be an object.",
+    },
+    "param.integer": {
+        "ru": "Нужно целое число.",
+        "en": "Must be an integer.",
+    },
+    "param.number": {
+        "ru": "Нужно число.",
+        "en": "Must be a number.",
+    },
+    "param.range": {
+        "ru": "Допустимы значения от {min} до {max}.",
+        "en": "Must be from {min} to {max}.",
+    },
+    "param.text": {
+        "ru": "Нужна непустая строка без управляющих символов, не длиннее {max} символов.",
+        "en": "Must be non-empty text without control characters, at most {max} characters long.",
+    },
+    "param.datetime": {
+        "ru": "Нужна дата или дата и время в формате ISO 8601, например 2025-10-01 или 2025-10-01T12:00:00Z.",
+        "en": "Must be an ISO 8601 date or date-time, such as 2025-10-01 or 2025-10-01T12:00:00Z.",
+    },
+    "param.choice": {
+        "ru": "Допустимые значения: {choices}.",
+        "en": "Allowed values: {choices}.",
+    },
+    "param.boolean": {
+        "ru": "Нужно true или false.",
+        "en": "Must be true or false.",
+    },
+    "param.timezone": {
+        "ru": "Неизвестный часовой пояс; укажите имя из базы IANA, например Europe/Moscow.",
+        "en": "Unknown time zone; give an IANA name such as Europe/Moscow.",
+    },
+    "param.order": {
+        "ru": "Конец периода (until) должен быть позже начала (since).",
+        "en": "The end of the period (until) must be later than its start (since).",
+    },
+    "param.ambiguous": {
+        "ru": "Бой с этим номером есть на нескольких серверах; укажите server.",
+        "en": "Battles with this id exist on several servers; give server.",
     },
 }
 

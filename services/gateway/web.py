@@ -86,13 +86,21 @@ def envelope(error: ServiceError, request: Request) -> Response:
         "ok": False,
         "error": error.code,
         "message": render(error.code, language, error.params),
-        "fields": {name: render(key, language, error.params) for name, key in error.fields.items()},
+        "fields": {name: _render_field(value, language, error.params) for name, value in error.fields.items()},
         "request_id": request_id_of(request),
     }
     headers = {}
     if "retry_after" in error.params:
         headers["Retry-After"] = str(error.params["retry_after"])
     return json_response(body, status=error.status, headers=headers)
+
+
+def _render_field(value, language: str, params: dict) -> str:
+    # A field maps to a message key, or to [key, params] when the message
+    # has placeholders of its own (such as the bounds of one parameter).
+    if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[1], dict):
+        return render(value[0], language, {**params, **value[1]})
+    return render(value, language, params)
 
 
 class CorsPolicy:
