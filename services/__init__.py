@@ -13,10 +13,11 @@ os.environ.setdefault("PSYCOPG_IMPL", "python")
 # the services know, and the warning would open every log.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
+from services.battles.service import BattlesService  # noqa: E402
 from services.gateway.service import GatewayService  # noqa: E402
 from services.ingest.service import IngestService  # noqa: E402
 from services.registration.service import RegistrationService  # noqa: E402
 from services.status.service import StatusService  # noqa: E402
 
 
-__all__ = ["GatewayService", "IngestService", "RegistrationService", "StatusService"]
+__all__ = ["BattlesService", "GatewayService", "IngestService", "RegistrationService", "StatusService"]

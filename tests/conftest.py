@@ -14,17 +14,10 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # noqa: E402 -- must run before the imports below
 
-import os
-import uuid
-
 import psycopg
 import pytest
 
-from pipelines import db
-
-
-ADMIN_DSN_ENV = "TZR_TEST_PG_ADMIN_DSN"
-DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from pgtools import migrated_database
 
 pytest_plugins = ["nameko.testing.pytest"]
 
@@ -34,17 +27,8 @@ DATA_TABLES = ("events", "battles", "map_templates", "ingest_runs", "ingest_file
 @pytest.fixture(scope="session")
 def pg_dsn():
     """Create a database for this test session, migrate it, and drop it at the end."""
-    admin_dsn = os.environ.get(ADMIN_DSN_ENV, DEFAULT_ADMIN_DSN)
-    name = f"tzr_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
-    try:
-        db.migrate(dsn)
+    with migrated_database() as dsn:
         yield dsn
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

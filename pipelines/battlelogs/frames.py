@@ -46,6 +46,7 @@ BATTLE_COLUMNS = {
     "size": "int32",
     "source_path": "string",
     "archive_path": "string",
+    "player_sides": "int16",
 }
 
 PARTICIPANT_COLUMNS = {
@@ -529,6 +530,7 @@ def build_frames(
             json.dumps(dict(battle.unknown), ensure_ascii=False) if battle.unknown else None,
             bad_values, source.sha256, source.size, source.source_path,
             source.archive_path,
+            len({p.side for p in battle.participants if not p.is_monster and p.side is not None}),
         ))
         if battle.map_hash is not None and battle.map_hash not in templates:
             rows = battle.map_rows

@@ -27,8 +27,10 @@ class Postgres(DependencyProvider):
     """A connection pool opened at container start and closed at stop or kill.
 
     ``section`` names the config mapping that contains ``dsn``, and optionally
-    ``pool_min``, ``pool_max`` and ``pool_timeout`` (seconds a worker waits
-    for a connection before ``psycopg_pool.PoolTimeout``; default 10).
+    ``pool_min``, ``pool_max``, ``pool_timeout`` (seconds a worker waits
+    for a connection before ``psycopg_pool.PoolTimeout``; default 10) and
+    ``statement_timeout`` (milliseconds a statement may run before
+    PostgreSQL cancels it; default: the server's setting).
     Workers get the pool itself: ``with self.db.connection() as conn``
     borrows a connection and commits or rolls back on exit.
     """
@@ -45,6 +47,19 @@ class Postgres(DependencyProvider):
         self.pool_min = int(settings.get("pool_min", 1))
         self.pool_max = int(settings.get("pool_max", 4))
         self.timeout = float(settings.get("pool_timeout", DEFAULT_POOL_TIMEOUT))
+        self.connect_kwargs = {"connect_timeout": CONNECT_TIMEOUT}
+        statement_timeout = settings.get("statement_timeout")
+        if statement_timeout not in (None, ""):
+            try:
+                milliseconds = int(statement_timeout)
+            except (TypeError, ValueError):
+                milliseconds = -1
+            if milliseconds < 0:
+                raise ValueError(
+                    f"config {self.section}.statement_timeout must be a whole number of milliseconds, "
+                    f"got {statement_timeout!r}"
+                )
+            self.connect_kwargs["options"] = f"-c statement_timeout={milliseconds}"
 
     def start(self):
         self.pool = ConnectionPool(
@@ -54,7 +69,7 @@ class Postgres(DependencyProvider):
             timeout=self.timeout,
             open=False,
             name=f"{self.container.service_name}-{self.section}",
-            kwargs={"connect_timeout": CONNECT_TIMEOUT},
+            kwargs=self.connect_kwargs,
         )
         self.pool.open(wait=False)
 

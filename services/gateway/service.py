@@ -4,6 +4,7 @@ import json
 from dataclasses import dataclass
 from logging import getLogger
 
+import eventlet
 import redis as redis_library
 from limits import parse as parse_limit
 from nameko.extensions import DependencyProvider
@@ -132,11 +133,19 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
     @api("GET", "/ready", route="ready")
     def ready(self, request):
         checks = {"redis": self._redis_ready()}
-        for service, proxy in (("registration", self.registration), ("status", self.status)):
+        services = (("registration", self.registration), ("status", self.status),
+                    ("battles", self.battles), ("ingest", self.ingest))
+
+        def check(proxy):
+            # The services are asked at once, so one that is down costs one timeout, not one each.
             try:
-                checks[service] = rpc.call(proxy, "ready", timeout=self.settings.timeouts["ready"])
+                return rpc.call(proxy, "ready", timeout=self.settings.timeouts["ready"])
             except ServiceError as error:
-                checks[service] = {"service": False, "error": error.code}
+                return {"service": False, "error": error.code}
+
+        pool = eventlet.GreenPool(len(services))
+        for (service, _), result in zip(services, pool.imap(check, [proxy for _, proxy in services])):
+            checks[service] = result
         ready = checks["redis"] and all(
             isinstance(check, dict) and all(check.values()) for name, check in checks.items() if name != "redis"
         )

@@ -1,0 +1,250 @@
+"""The ``battles`` service: read-only analytics over the loaded battle logs.
+
+Every method takes the parameters of one query as a mapping (the query
+string of the gateway's route, or JSON values over RPC), checks them with
+:mod:`services.battles.params` and answers from PostgreSQL. List answers are
+pages: ``{"items", "total", "page", "limit", "has_more"}``.
+"""
+
+from dataclasses import dataclass
+from functools import wraps
+from logging import getLogger
+
+import psycopg
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+from psycopg_pool import PoolTimeout
+
+from services.battles import params as p
+from services.battles import queries
+from services.battles.params import Param
+from services.common.config import section as config_section
+from services.common.errors import ServiceError, ServiceUnavailable
+from services.common.postgres import Postgres
+
+
+_log = getLogger(__name__)
+
+CONFIG_SECTION = "BATTLES"
+DEFAULT_TIMEZONE = "Europe/Moscow"
+
+
+@dataclass(frozen=True)
+class BattlesSettings:
+    """The BATTLES config section, checked."""
+
+    timezone: str
+
+    @classmethod
+    def from_config(cls, config: dict) -> "BattlesSettings":
+        section = config_section(config, CONFIG_SECTION)
+        zone = str(section.get("timezone") or DEFAULT_TIMEZONE)
+        p.parse({"tz": zone}, {"tz": Param("timezone")})
+        return cls(timezone=zone)
+
+
+class BattlesSettingsProvider(DependencyProvider):
+    def setup(self):
+        try:
+            self.settings = BattlesSettings.from_config(self.container.config)
+        except ServiceError as error:
+            raise ValueError(f"config {CONFIG_SECTION}.timezone is not a known time zone") from error
+
+    def get_dependency(self, worker_ctx):
+        return self.settings
+
+
+# Parameters of each query.
+SEARCH = {
+    **p.PAGE, **p.PERIOD, **p.SERVER, **p.LOCATION,
+    "player": Param("text", max_length=64),
+    "clan": Param("text", max_length=64),
+    "monster": Param("text", max_length=32),
+    "type": Param("text", max_length=16),
+    "pvp": Param("boolean"),
+}
+ONE_BATTLE = {**p.SERVER}
+PROFILE = {**p.PERIOD, **p.SERVER}
+RELATIONS = {**p.PAGE, **p.PERIOD, **p.SERVER}
+TOP = {
+    **p.PAGE, **p.PERIOD,
+    "metric": Param("choice", default="battles", choices=tuple(queries.TOP_METRICS)),
+    "min_battles": Param("integer", default=10, minimum=1, maximum=1_000_000),
+}
+CLAN = {**p.PERIOD, **p.SERVER, "members": Param("integer", default=20, minimum=1, maximum=100)}
+WARS = {
+    **p.PAGE, **p.PERIOD, **p.SERVER,
+    "clan": Param("text", max_length=64),
+    "min_battles": Param("integer", default=1, minimum=1, maximum=1_000_000),
+}
+HEATMAP = {**p.PERIOD, **p.SERVER, "tz": Param("timezone"), "pvp": Param("boolean")}
+LOCATIONS = {**p.PAGE, **p.PERIOD, **p.SERVER}
+HOTSPOTS = {**p.PAGE, **p.PERIOD, **p.SERVER, "min_battles": Param("integer", default=5, minimum=1, maximum=1_000_000)}
+RESOURCES = {
+    **p.PAGE, **p.PERIOD, **p.LOCATION,
+    "name": Param("text", max_length=100),
+    "category": Param("choice", choices=("resource", "monster_part", "other")),
+    "group": Param("choice", default="day", choices=("day", "total")),
+}
+MONSTERS = {**p.PAGE, **p.PERIOD, "kind": Param("text", max_length=32), "elite": Param("boolean")}
+BOTS = {**p.PAGE, **p.PERIOD, "min_score": Param("number", default=0.4, minimum=0, maximum=1)}
+QUALITY = {**p.PERIOD, **p.SERVER, "gaps": Param("integer", default=20, minimum=0, maximum=1000)}
+
+
+def _database(method):
+    """Borrow a connection for the method and turn database failures into ServiceUnavailable."""
+
+    @wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            with self.db.connection() as connection:
+                connection.read_only = True
+                return method(self, connection, *args, **kwargs)
+        except PoolTimeout as error:
+            _log.error("%s: no database connection: %s", method.__name__, error)
+            raise ServiceUnavailable(f"the analytics database did not answer: {error}") from None
+        except psycopg.errors.QueryCanceled as error:
+            _log.error("%s: the query ran past the statement timeout: %s", method.__name__, error)
+            raise ServiceUnavailable("the query took too long") from None
+        except psycopg.OperationalError as error:
+            _log.error("%s: the database failed: %s", method.__name__, error)
+            raise ServiceUnavailable(f"the analytics database failed: {error}") from None
+
+    return wrapper
+
+
+EXPECTED = (ServiceError,)
+
+
+class BattlesService:
+    """Answers the analytics API: battles, players, clans, time and map, economy, integrity.
+
+    Config section ``BATTLES``: ``dsn``, ``timezone`` (of the activity
+    heatmap, default Europe/Moscow), ``statement_timeout`` (milliseconds),
+    ``pool_min``, ``pool_max``, ``pool_timeout``.
+    """
+
+    name = "battles"
+
+    db = Postgres(CONFIG_SECTION)
+    settings = BattlesSettingsProvider()
+
+    @rpc
+    def ready(self):
+        """Return ``{"postgres": bool}``."""
+        try:
+            with self.db.connection(timeout=2) as connection:
+                connection.execute("SELECT 1")
+            return {"postgres": True}
+        except (PoolTimeout, psycopg.Error):
+            return {"postgres": False}
+
+    # Battles.
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def search_battles(self, connection, params=None):
+        """Battles matching player, clan, monster kind, type, PvP, location, server and period; newest first."""
+        return queries.search_battles(connection, p.parse(params, SEARCH))
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def get_battle(self, connection, battle_id, params=None):
+        """One battle with its participants, kills, loot and damage per turn and side."""
+        return queries.get_battle(connection, p.battle_id(battle_id), p.parse(params, ONE_BATTLE))
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def raw_log(self, connection, battle_id, params=None):
+        """The stored log file of one battle, base64-encoded in ``content_base64``."""
+        return queries.raw_log(connection, p.battle_id(battle_id), p.parse(params, ONE_BATTLE))
+
+    # Players.
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def player_profile(self, connection, login, params=None):
+        """A player's battles, survival, kills by kind, damage by hit kind and effect, heals and loot."""
+        return queries.player_profile(connection, p.identifier(login, "login", 64), p.parse(params, PROFILE))
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def top_players(self, connection, params=None):
+        """Players ranked by a named metric over whole UTC days."""
+        return queries.top_players(connection, p.parse(params, TOP))
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def player_allies(self, connection, login, params=None):
+        """Players seen on the same side as ``login``, most shared battles first."""
+        login = p.identifier(login, "login", 64)
+        return queries.player_relations(connection, login, p.parse(params, RELATIONS), allies=True)
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def player_rivals(self, connection, login, params=None):
+        """Players seen on another side than ``login``, with kills each way."""
+        login = p.identifier(login, "login", 64)
+        return queries.player_relations(connection, login, p.parse(params, RELATIONS), allies=False)
+
+    # Clans.
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def clan_profile(self, connection, name, params=None):
+        """A clan's members, battles, survival, kills and wars."""
+        return queries.clan_profile(connection, p.identifier(name, "clan", 64), p.parse(params, CLAN))
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def clan_wars(self, connection, params=None):
+        """Pairs of clans that met on opposite sides, most battles first."""
+        return queries.clan_wars(connection, p.parse(params, WARS))
+
+    # Time and map.
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def activity_heatmap(self, connection, params=None):
+        """Battles by weekday (Monday first) and hour in a time zone."""
+        return queries.activity_heatmap(connection, p.parse(params, HEATMAP), self.settings.timezone)
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def locations(self, connection, params=None):
+        """Battles per world location, busiest first."""
+        return queries.locations(connection, p.parse(params, LOCATIONS))
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def pvp_hotspots(self, connection, params=None):
+        """Locations with the most PvP battles."""
+        return queries.pvp_hotspots(connection, p.parse(params, HOTSPOTS))
+
+    # Economy.
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def resources(self, connection, params=None):
+        """Items picked up per battle day (or in total) and resource, optionally at one location."""
+        return queries.resources(connection, p.parse(params, RESOURCES))
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def monsters(self, connection, params=None):
+        """Statistics per monster kind and elite marker."""
+        return queries.monsters(connection, p.parse(params, MONSTERS))
+
+    # Integrity.
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def bot_candidates(self, connection, params=None):
+        """Players whose bot-suspicion score reaches ``min_score`` on some day, with the reasons."""
+        return queries.bot_candidates(connection, p.parse(params, BOTS))
+
+    @rpc(expected_exceptions=EXPECTED)
+    @_database
+    def data_quality(self, connection, params=None):
+        """Files by outcome, quarantine reasons, data-quality flags, gaps in battle ids, last ingestion."""
+        return queries.data_quality(connection, p.parse(params, QUALITY))
