@@ -144,6 +144,10 @@ MESSAGES = {
         "en": "The login takes Latin or Cyrillic letters (not both), digits, spaces, '_' and '-', "
               "with at least one letter.",
     },
+    "login.spaces": {
+        "ru": "Логин не может начинаться или заканчиваться пробелом, а пробелы в нём не могут идти подряд.",
+        "en": "The login must not start or end with a space or have two spaces in a row.",
+    },
     "password.length": {
         "ru": "Пароль: от 6 до 20 символов.",
         "en": "The password must be 6 to 20 characters long.",

@@ -21,7 +21,7 @@ from services.game.password import is_password_hash
 #: the attribute, and players never give an address.
 DEFAULT_EMAIL = "test@test.ru"
 
-_TAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_TAG_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"})
 
@@ -63,11 +63,11 @@ def escape_attribute(name: str, value) -> str:
 
 def build_element(tag: str, attributes: dict | None = None) -> str:
     """Return ``<TAG name="value" .../>`` with the attributes in the given order."""
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         raise ValueError(f"invalid element name {tag!r}")
     parts = [tag]
     for name, value in (attributes or {}).items():
-        if not _TAG_RE.match(name):
+        if not _TAG_RE.fullmatch(name):
             raise ValueError(f"invalid attribute name {name!r}")
         parts.append(f'{name}="{escape_attribute(name, value)}"')
     return "<" + " ".join(parts) + "/>"

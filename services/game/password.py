@@ -22,7 +22,7 @@ _PERMUTATION = (
     8, 14, 23, 21, 29, 3, 32, 25, 37, 20, 28, 11, 22, 16, 35, 0, 6, 9, 13, 12,
 )  # fmt: skip
 
-_HASH_RE = re.compile(r"^[0-9A-F]{40}$")
+_HASH_RE = re.compile(r"[0-9A-F]{40}")
 
 
 def transform_password(password: str, key: str = DEFAULT_KEY) -> str:
@@ -52,4 +52,4 @@ def transform_password(password: str, key: str = DEFAULT_KEY) -> str:
 
 def is_password_hash(value) -> bool:
     """Return whether ``value`` has the shape of a transform: 40 uppercase hex digits."""
-    return isinstance(value, str) and _HASH_RE.match(value) is not None
+    return isinstance(value, str) and _HASH_RE.fullmatch(value) is not None

@@ -77,8 +77,8 @@ GARBAGE_REPLY = b"%%% this is not XML %%% \xff\xfe"
 _POLL_SECONDS = 0.05
 _SEND_TIMEOUT = 10.0
 _SHARD_SIZE = 50000
-_SHOP_CATEGORY_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SHOP_PAGE_RE = re.compile(r"^[0-9]{1,6}$")
+_SHOP_CATEGORY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SHOP_PAGE_RE = re.compile(r"[0-9]{1,6}")
 _BLOOK_RE = re.compile(r"^//blook\s+([0-9]{1,12})\s*$")
 _BOM = b"\xef\xbb\xbf"
 
@@ -688,7 +688,7 @@ class GameServerSimulator:
         category = attributes.get("c", "")
         filter_text = attributes.get("s", "")
         page = attributes.get("p", "")
-        if self.shop_dir is not None and _SHOP_CATEGORY_RE.match(category) and _SHOP_PAGE_RE.match(page):
+        if self.shop_dir is not None and _SHOP_CATEGORY_RE.fullmatch(category) and _SHOP_PAGE_RE.fullmatch(page):
             path = self.shop_dir / category / f"{int(page)}.xml"
             if path.is_file():
                 try:
@@ -797,7 +797,7 @@ def mariadb_users_writer(dsn: str, table: str = "users") -> Callable[[Account], 
 
     arguments = parse_dsn(dsn)
     password = read_secret("MARIADB_PASSWORD", required=False)
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", table):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
         raise ValueError(f"{table!r} is not a table name")
 
     def write(account: Account) -> None:

@@ -31,7 +31,7 @@ from services.gateway.web import CONFIG_SECTION
 _log = getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"[0-9a-f]{64}")
 DEFAULT_IP_LIMIT = "60/minute"
 DEFAULT_KEY_LIMIT = "600/minute"
 
@@ -61,7 +61,7 @@ def parse_api_keys(value) -> dict[str, str]:
     keys = {}
     for name, digest in pairs:
         digest = str(digest).strip().lower()
-        if not name or not _HASH_RE.match(digest):
+        if not name or not _HASH_RE.fullmatch(digest):
             raise ValueError(f"api_keys entry for {name!r} needs a 64-digit hex SHA-256 hash")
         keys[str(name).strip()] = digest
     return keys

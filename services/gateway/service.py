@@ -103,7 +103,7 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
         payload = _json_body(request)
         request_id = request_id_of(request)
         body_id = payload.get("Request-Id") if isinstance(payload, dict) else None
-        if isinstance(body_id, str) and REQUEST_ID_RE.match(body_id) and "X-Request-Id" not in request.headers:
+        if isinstance(body_id, str) and REQUEST_ID_RE.fullmatch(body_id) and "X-Request-Id" not in request.headers:
             # The website's older form sends the id in the body; it is then
             # the idempotency key and the id of every log line and response.
             request_id = str(body_id)

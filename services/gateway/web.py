@@ -40,7 +40,7 @@ _log = getLogger(__name__)
 CONFIG_SECTION = "GATEWAY"
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_ENVIRON = "tzr.request_id"
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 DEFAULT_MAX_BODY = 16 * 1024
 ALLOWED_HEADERS = "Content-Type, X-API-Key, X-Request-Id, Accept-Language"
 PREFLIGHT_MAX_AGE = 600
@@ -65,7 +65,7 @@ def request_id_of(request: Request) -> str:
     if existing:
         return existing
     presented = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = presented if _REQUEST_ID_RE.match(presented) else uuid.uuid4().hex
+    request_id = presented if _REQUEST_ID_RE.fullmatch(presented) else uuid.uuid4().hex
     request.environ[REQUEST_ID_ENVIRON] = request_id
     return request_id
 

@@ -14,7 +14,7 @@ from services.registration.telegram import GroupCheckSettings
 _log = getLogger(__name__)
 
 CONFIG_SECTION = "REGISTRATION"
-_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def _flag(value) -> bool:
@@ -60,7 +60,7 @@ class RegistrationSettings:
         if check_group and not group_id:
             raise ValueError(f"config {CONFIG_SECTION}.check_group is on but telegram_group_id is empty")
         users_table = str(section.get("users_table", "users"))
-        if not _IDENTIFIER_RE.match(users_table):
+        if not _IDENTIFIER_RE.fullmatch(users_table):
             raise ValueError(f"config {CONFIG_SECTION}.users_table {users_table!r} is not a table name")
         settings = cls(
             game_host=str(section.get("game_host", "127.0.0.1")),

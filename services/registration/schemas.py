@@ -15,14 +15,14 @@ LOGIN_MIN, LOGIN_MAX = 3, 16
 PASSWORD_MIN, PASSWORD_MAX = 6, 20
 USERNAME_MAX = 64
 TELEGRAM_ID_MAX = 2**63 - 1
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 # A login is written in one script: Latin or Cyrillic letters, never both,
 # with digits, spaces, "_" and "-", and at least one letter.
-_LATIN_LOGIN_RE = re.compile(r"^[A-Za-z0-9 _-]*[A-Za-z][A-Za-z0-9 _-]*$")
-_CYRILLIC_LOGIN_RE = re.compile(r"^[А-Яа-яЁё0-9 _-]*[А-Яа-яЁё][А-Яа-яЁё0-9 _-]*$")
+_LATIN_LOGIN_RE = re.compile(r"[A-Za-z0-9 _-]*[A-Za-z][A-Za-z0-9 _-]*")
+_CYRILLIC_LOGIN_RE = re.compile(r"[А-Яа-яЁё0-9 _-]*[А-Яа-яЁё][А-Яа-яЁё0-9 _-]*")
 # Printable ASCII, space included: what the game client can type.
-_PASSWORD_RE = re.compile(r"^[\x20-\x7e]*$")
+_PASSWORD_RE = re.compile(r"[\x20-\x7e]*")
 
 # Fields the website sends that registration accepts and does not use.
 _IGNORED_FIELDS = frozenset({
@@ -70,8 +70,11 @@ def _check_login(value, fields: dict) -> None:
         fields["login"] = "field.string"
     elif not LOGIN_MIN <= len(value) <= LOGIN_MAX:
         fields["login"] = "login.length"
-    elif not (_LATIN_LOGIN_RE.match(value) or _CYRILLIC_LOGIN_RE.match(value)):
+    elif not (_LATIN_LOGIN_RE.fullmatch(value) or _CYRILLIC_LOGIN_RE.fullmatch(value)):
         fields["login"] = "login.charset"
+    elif value != value.strip(" ") or "  " in value:
+        # "Bob", " Bob" and "Bob  Smith" would look alike in the game.
+        fields["login"] = "login.spaces"
 
 
 def _check_password(value, fields: dict, name: str = "password") -> None:
@@ -79,7 +82,7 @@ def _check_password(value, fields: dict, name: str = "password") -> None:
         fields[name] = "field.string"
     elif not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
         fields[name] = "password.length"
-    elif not _PASSWORD_RE.match(value):
+    elif not _PASSWORD_RE.fullmatch(value):
         fields[name] = "password.charset"
 
 
@@ -167,6 +170,6 @@ def parse_recover(payload) -> RecoverRequest:
 
 def check_request_id(request_id) -> str:
     """Return a valid request id or raise :class:`ValidationFailed`."""
-    if not isinstance(request_id, str) or not REQUEST_ID_RE.match(request_id):
+    if not isinstance(request_id, str) or not REQUEST_ID_RE.fullmatch(request_id):
         raise ValidationFailed("invalid request id", fields={"request_id": "request_id.format"})
     return request_id

@@ -158,7 +158,7 @@ def test_shop_filter_injection_escaped():
     assert len(element) == 0
 
 
-@pytest.mark.parametrize("tag", ["", "1A", "A B", "A/>", "<A"])
+@pytest.mark.parametrize("tag", ["", "1A", "A B", "A/>", "<A", "A\n"])
 def test_build_element_rejects_bad_tag(tag):
     with pytest.raises(ValueError, match="element name"):
         messages.build_element(tag)
@@ -167,3 +167,5 @@ def test_build_element_rejects_bad_tag(tag):
 def test_build_element_rejects_bad_attribute_name():
     with pytest.raises(ValueError, match="attribute name"):
         messages.build_element("A", {'x="1" y': "2"})
+    with pytest.raises(ValueError, match="attribute name"):
+        messages.build_element("A", {"x\n": "2"})

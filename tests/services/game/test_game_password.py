@@ -81,6 +81,7 @@ def test_bad_key_rejected(key):
         ("dbcc4a2812d8b09fc377b0b421d9977ea82c1333", False),
         ("DBCC4A2812D8B09FC377B0B421D9977EA82C133", False),
         ("GBCC4A2812D8B09FC377B0B421D9977EA82C1333", False),
+        ("DBCC4A2812D8B09FC377B0B421D9977EA82C1333\n", False),
         (None, False),
     ],
 )
