@@ -71,6 +71,8 @@ FAULT_MODES = ("ok", "refuse", "slow", "drop", "garbage", "half_frame")
 MASKED_ATTRIBUTES = frozenset({"p", "pwd", "pwd2"})
 MASK = "***"
 GARBAGE_REPLY = b"%%% this is not XML %%% \xff\xfe"
+#: Seconds that ``--fault slow`` without ``delay=`` holds each reply.
+DEFAULT_SLOW_DELAY = 3.0
 
 # How often blocked accept and recv calls wake up to notice stop() and the
 # refuse fault, in seconds.
@@ -154,8 +156,14 @@ class GameServerSimulator:
     ADDUSER can also log in with their password transform. ``users_writer``
     is called with each new :class:`Account` before it is kept, so a test
     can mirror accounts into a ``users`` table. If it raises, ADDUSER fails
-    with ``INTERNAL`` and no account is kept. It runs under the simulator's
-    (reentrant) lock, so it may call the simulator's methods but should be quick. A battle log is read from
+    with ``INTERNAL`` and no account is kept; the account's id stays used,
+    so the next account never gets an id that a failed write may have left
+    in the table. ``password_writer`` is called likewise with the changed
+    account before NEWPAS takes effect. Both run under the simulator's
+    (reentrant) lock, so they may call the simulator's methods but should
+    be quick. ``accounts`` are accounts that exist already (those of a
+    ``users`` table, see :class:`MariaDBUsers`); new ids start after the
+    largest of them, or at ``first_account_id``. A battle log is read from
     ``logs_dir`` as ``<id>.tzb`` or ``<id>.tzb.gz``, flat or in the shard
     folder ``<id // 50000>``. A shop page is read from
     ``shop_dir/<category>/<page>.xml``. Log replies are written in pieces of
@@ -176,6 +184,8 @@ class GameServerSimulator:
         greeting: bool = True,
         encoding: str = DEFAULT_ENCODING,
         users_writer: Callable[[Account], None] | None = None,
+        password_writer: Callable[[Account], None] | None = None,
+        accounts: Iterable[Account] = (),
         first_account_id: int = 1,
         write_chunk_bytes: int = 4096,
         write_pause: float = 0.001,
@@ -189,6 +199,7 @@ class GameServerSimulator:
         self.greeting = greeting
         self.encoding = check_encoding(encoding)
         self.users_writer = users_writer
+        self.password_writer = password_writer
         self.write_chunk_bytes = max(1, write_chunk_bytes)
         self.write_pause = write_pause
         self.max_frame_bytes = max_frame_bytes
@@ -198,6 +209,9 @@ class GameServerSimulator:
         self._lock = threading.RLock()
         self._accounts: dict[str, Account] = {}
         self._next_account_id = first_account_id
+        for account in accounts:
+            self._accounts[fold_login(account.login)] = replace(account)
+            self._next_account_id = max(self._next_account_id, account.id + 1)
         self._bots: dict[str, tuple[str, str]] = {}
         for login, key in (bots or {}).items():
             self.add_bot(login, key)
@@ -585,7 +599,9 @@ class GameServerSimulator:
             key = fold_login(login)
             if key in self._accounts:
                 return self._error("LOGIN_EXISTS", "this login is taken")
+            # The id is used up even when the write fails: the row may exist.
             account = Account(self._next_account_id, login, password_hash, int(gender), email)
+            self._next_account_id += 1
             if self.users_writer is not None:
                 try:
                     self.users_writer(replace(account))
@@ -593,7 +609,6 @@ class GameServerSimulator:
                     _log.error("connection %d: users_writer failed for a new account: %s", session.id, error)
                     return self._error("INTERNAL", "the account could not be stored")
             self._accounts[key] = account
-            self._next_account_id += 1
         return self._element("OK", {"id": account.id})
 
     def _newpas(self, session: _Session, attributes: dict) -> bytes:
@@ -604,6 +619,13 @@ class GameServerSimulator:
             account = self._accounts.get(fold_login(attributes.get("l", "")))
             if account is None:
                 return self._error("NO_SUCH_USER", "no account has this login")
+            if self.password_writer is not None:
+                try:
+                    self.password_writer(replace(account, password_hash=password_hash))
+                except Exception as error:  # noqa: BLE001 -- any writer failure becomes an ERROR reply
+                    _log.error("connection %d: password_writer failed for account %d: %s", session.id, account.id,
+                               error)
+                    return self._error("INTERNAL", "the new password could not be stored")
             account.password_hash = password_hash
         return self._element("OK")
 
@@ -616,7 +638,7 @@ class GameServerSimulator:
             account = self._accounts.get(folded)
             if bot is not None and _same_key(bot[1], key):
                 name = bot[0]
-            elif account is not None and _same_key(account.password_hash, key):
+            elif account is not None and account.password_hash and _same_key(account.password_hash, key):
                 name = account.login
             else:
                 name = None
@@ -771,6 +793,8 @@ def parse_fault(spec: str) -> dict:
             raise argparse.ArgumentTypeError(
                 f"invalid fault option {option!r}; expected commands=A+B, count=N, delay=SECONDS or apply=yes|no"
             ) from None
+    if mode == "slow":
+        arguments.setdefault("delay", DEFAULT_SLOW_DELAY)
     return arguments
 
 
@@ -782,44 +806,104 @@ def parse_bot(spec: str) -> tuple[str, str]:
     return login, key
 
 
-def mariadb_users_writer(dsn: str, table: str = "users") -> Callable[[Account], None]:
-    """Return a ``users_writer`` that inserts each new account into the game's MariaDB table.
+class MariaDBUsers:
+    """The game's ``users`` table in MariaDB, where the simulator keeps its accounts.
 
-    This is what the real game server does when it accepts ADDUSER, and what
-    registration looks for when a reply is lost. ``dsn`` is
-    ``mysql://user@host:port/database``; the password, if any, comes from the
-    ``MARIADB_PASSWORD`` secret.
+    A game server writes a row when it accepts ADDUSER, and registration
+    looks there when a reply is lost. The simulator loads the table at
+    start (:meth:`load`), inserts each new account (:meth:`insert`) and
+    stores each new password transform (:meth:`update_password`), so its
+    accounts survive a restart. ``dsn`` is ``mysql://user@host:port/database``;
+    the password, if any, comes from the ``MARIADB_PASSWORD`` secret.
+
+    The table needs the columns ``id``, ``login``, ``password`` (the 40-hex
+    transform), ``gender`` and ``email``, as ``tzr-gamedb test-schema``
+    creates them. NOTE: the real game's name for the password column is not
+    known; registration never reads it.
     """
-    import pymysql
 
-    from services.common.mariadb import parse_dsn
-    from services.common.secrets import read_secret
+    COLUMNS = ("id", "login", "password", "gender", "email")
 
-    arguments = parse_dsn(dsn)
-    password = read_secret("MARIADB_PASSWORD", required=False)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
-        raise ValueError(f"{table!r} is not a table name")
+    def __init__(self, dsn: str, table: str = "users"):
+        from services.common.mariadb import parse_dsn
+        from services.common.secrets import read_secret
 
-    def write(account: Account) -> None:
-        connection = pymysql.connect(
-            host=arguments["host"], port=arguments["port"], user=arguments["user"], password=password or "",
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
+            raise ValueError(f"{table!r} is not a table name")
+        self.table = table
+        self.arguments = parse_dsn(dsn)
+        self.password = read_secret("MARIADB_PASSWORD", required=False) or ""
+
+    def _connect(self):
+        import pymysql
+
+        arguments = self.arguments
+        return pymysql.connect(
+            host=arguments["host"], port=arguments["port"], user=arguments["user"], password=self.password,
             database=arguments["database"], charset="utf8mb4", autocommit=True, connect_timeout=5,
         )
+
+    def load(self) -> list[Account]:
+        """Return every account in the table; a NULL password or gender becomes "" or 1.
+
+        Raises ValueError naming the missing columns when the table lacks
+        one, and pymysql errors when MariaDB fails.
+        """
+        connection = self._connect()
         try:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"INSERT INTO {table} (id, login, gender, email) VALUES (%s, %s, %s, %s)",
-                    (account.id, account.login, account.gender, account.email),
+                    "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
+                    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                    (self.table,),
+                )
+                present = {row[0].lower() for row in cursor.fetchall()}
+                missing = [column for column in self.COLUMNS if column not in present]
+                if missing:
+                    raise ValueError(
+                        f"table {self.table} of {self.arguments['database']} lacks the column(s) "
+                        f"{', '.join(missing)}; run tzr-gamedb test-schema on it"
+                    )
+                cursor.execute(f"SELECT id, login, password, gender, email FROM {self.table} ORDER BY id")
+                rows = cursor.fetchall()
+        finally:
+            connection.close()
+        return [
+            Account(int(id_), login, password or "", 1 if gender is None else int(gender), email or "")
+            for id_, login, password, gender, email in rows
+        ]
+
+    def insert(self, account: Account) -> None:
+        """Insert a new account (a ``users_writer``)."""
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {self.table} (id, login, password, gender, email) VALUES (%s, %s, %s, %s, %s)",
+                    (account.id, account.login, account.password_hash, account.gender, account.email),
                 )
         finally:
             connection.close()
 
-    return write
+    def update_password(self, account: Account) -> None:
+        """Store an account's new password transform (a ``password_writer``)."""
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"UPDATE {self.table} SET password = %s WHERE id = %s",
+                               (account.password_hash, account.id))
+        finally:
+            connection.close()
+
+
+def mariadb_users_writer(dsn: str, table: str = "users") -> Callable[[Account], None]:
+    """Return a ``users_writer`` that inserts each new account into the game's MariaDB table."""
+    return MariaDBUsers(dsn, table).insert
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m services.game.simulator",
+        prog="tzr-gamesim",
         description="Run a game-server simulator on this host, for tests and development.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -841,8 +925,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-greeting", action="store_true", help="do not send a <KEY/> greeting on connect")
     parser.add_argument(
         "--users-dsn",
-        help="also insert each new account into the users table of this MariaDB database "
-        "(mysql://user@host:port/database), as the game server does",
+        help="keep accounts in the users table of this MariaDB database (mysql://user@host:port/database),"
+        " as the game server does: load them at start, insert new ones and store new passwords",
     )
     parser.add_argument("--encoding", default=DEFAULT_ENCODING, help="socket text encoding: utf-8 (default) or cp1251")
     parser.add_argument(
@@ -865,6 +949,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    users, stored_accounts = None, []
+    if args.users_dsn:
+        import pymysql
+
+        try:
+            users = MariaDBUsers(args.users_dsn)
+            stored_accounts = users.load()
+        except (pymysql.MySQLError, ValueError) as error:
+            print(f"error: cannot load the accounts of --users-dsn {args.users_dsn}: {error}", file=sys.stderr)
+            return 1
+        _log.info("loaded %d accounts from the users table; new ids start after %d", len(stored_accounts),
+                  max((account.id for account in stored_accounts), default=0))
+
     simulator = GameServerSimulator(
         args.host,
         args.port,
@@ -873,20 +970,27 @@ def main(argv: list[str] | None = None) -> int:
         bots=dict(args.bot),
         greeting=not args.no_greeting,
         encoding=encoding,
-        users_writer=mariadb_users_writer(args.users_dsn) if args.users_dsn else None,
+        users_writer=users.insert if users else None,
+        password_writer=users.update_password if users else None,
+        accounts=stored_accounts,
     )
     try:
         simulator.start()
     except OSError as error:
         print(f"error: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1
-    for fault in args.fault:
-        fault = dict(fault)
-        mode = fault.pop("mode")
-        if mode == "refuse":
-            simulator.set_fault("refuse")
-        else:
-            simulator.add_fault(mode, **fault)
+    try:
+        for fault in args.fault:
+            fault = dict(fault)
+            mode = fault.pop("mode")
+            if mode == "refuse":
+                simulator.set_fault("refuse", **fault)
+            else:
+                simulator.add_fault(mode, **fault)
+    except ValueError as error:
+        simulator.stop()
+        print(f"error: invalid --fault: {error}", file=sys.stderr)
+        return 2
 
     stop = threading.Event()
 

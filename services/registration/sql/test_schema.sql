@@ -33,11 +33,18 @@ CREATE TABLE IF NOT EXISTS tgplayers (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Game accounts; the game server writes a row when it accepts ADDUSER.
+-- password holds the 40-hex password transform that ADDUSER and NEWPAS
+-- carry; the simulator keeps it there so that its accounts survive a
+-- restart. The real game's name for that column is not known.
 CREATE TABLE IF NOT EXISTS users (
     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
     login VARCHAR(64) NOT NULL,
+    password CHAR(40) CHARACTER SET ascii COLLATE ascii_bin NULL,
     gender TINYINT UNSIGNED NULL,
     email VARCHAR(255) NULL,
     created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
     UNIQUE KEY uq_users_login (login)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Test databases made before the password column existed get it here.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS password CHAR(40) CHARACTER SET ascii COLLATE ascii_bin NULL AFTER login;
