@@ -160,6 +160,26 @@ class ServiceUnavailable(ServiceError):
     code, status, retryable = "service_unavailable", 503, True
 
 
+@_register
+class InvalidAdminToken(ServiceError):
+    code, status = "invalid_admin_token", 401
+
+
+@_register
+class CollectJobNotFound(ServiceError):
+    code, status = "collect_job_not_found", 404
+
+
+@_register
+class CollectJobRunning(ServiceError):
+    code, status = "collect_job_running", 409
+
+
+@_register
+class CollectionDisabled(ServiceError):
+    code, status = "collection_disabled", 503
+
+
 ERRORS_BY_CODE = {
     cls.code: cls
     for cls in [ServiceError, *ServiceError.__subclasses__()]

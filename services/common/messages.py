@@ -109,6 +109,22 @@ MESSAGES = {
         "ru": "Сервис временно недоступен. Попробуйте позже.",
         "en": "The service is temporarily unavailable. Try again later.",
     },
+    "invalid_admin_token": {
+        "ru": "Токен администратора не указан или неверен.",
+        "en": "The admin token is missing or invalid.",
+    },
+    "collect_job_not_found": {
+        "ru": "Задание сбора логов № {job_id} не найдено.",
+        "en": "Collection job {job_id} was not found.",
+    },
+    "collect_job_running": {
+        "ru": "Задание сбора логов в направлении {direction} уже выполняется (№ {job_id}).",
+        "en": "A {direction} collection job is already running (job {job_id}).",
+    },
+    "collection_disabled": {
+        "ru": "Сбор логов боёв не настроен: не заданы аккаунты ботов.",
+        "en": "Battle-log collection is not configured: no bot accounts are set.",
+    },
     # Success texts.
     "registered": {
         "ru": "Регистрация прошла успешно.",
@@ -134,6 +150,55 @@ MESSAGES = {
     "field.string": {
         "ru": "Нужна строка.",
         "en": "Must be a string.",
+    },
+    # Arguments of battle-log collection jobs.
+    "collect.direction": {
+        "ru": "Направление: forward, backward или range.",
+        "en": "The direction must be forward, backward or range.",
+    },
+    "collect.battle_id": {
+        "ru": "Нужен номер боя: целое число от {floor} до {max_id}.",
+        "en": "Must be a battle id, an integer from {floor} to {max_id}.",
+    },
+    "collect.count": {
+        "ru": "Количество: целое число больше нуля.",
+        "en": "The count must be a positive integer.",
+    },
+    "collect.end_and_count": {
+        "ru": "Укажите end или count, но не оба сразу.",
+        "en": "Give end or count, not both.",
+    },
+    "collect.range_end": {
+        "ru": "Для range укажите end или count.",
+        "en": "A range needs end or count.",
+    },
+    "collect.end_before_start": {
+        "ru": "Конец (end) не может быть меньше начала (start).",
+        "en": "The end must not be less than the start.",
+    },
+    "collect.backward_end": {
+        "ru": "Для backward end — нижняя граница, она не может быть больше начала (start).",
+        "en": "For backward, end is the lowest id and must not exceed the start.",
+    },
+    "collect.no_start": {
+        "ru": "Ещё ни один бой не собран и не загружен: укажите start.",
+        "en": "No battle has been fetched or loaded yet: give start.",
+    },
+    "collect.history_done": {
+        "ru": "Ниже самого раннего собранного боя нет номеров до нижней границы {floor}.",
+        "en": "No ids are left between the lowest fetched battle and the floor {floor}.",
+    },
+    "collect.job_id": {
+        "ru": "Номер задания: положительное целое число.",
+        "en": "The job id must be a positive integer.",
+    },
+    "collect.limit": {
+        "ru": "Нужно целое число от 1 до 100.",
+        "en": "Must be an integer from 1 to 100.",
+    },
+    "collect.status": {
+        "ru": "Состояние: running, finished, aborted или failed.",
+        "en": "The status must be running, finished, aborted or failed.",
     },
     "login.length": {
         "ru": "Логин: от 3 до 16 символов.",
