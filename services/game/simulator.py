@@ -9,7 +9,9 @@ project uses:
 * SH (shop pages from a folder).
 
 Faults can be switched on at run time to test how clients cope: refused
-connections, slow replies, dropped connections, garbage and half frames.
+connections, slow replies, dropped connections, garbage, half frames, and
+another battle's log in reply to GETMYBATTLE (``wrong_battle``). A fault
+can be limited to commands and to the battle ids they concern.
 
 In-process use (tests)::
 
@@ -21,6 +23,7 @@ As a process::
 
     python -m services.game.simulator --port 5190 --logs DIR --shop DIR \\
         --bot LOGIN:KEY --fault slow,delay=3,commands=ADDUSER
+    TZR_COLLECT_BOTS=... python -m services.game.simulator --logs DIR --bots-secret TZR_COLLECT_BOTS
 
 It logs one line per command. Password and key attributes are masked in
 logs and in the record of received commands.
@@ -67,7 +70,7 @@ from services.game.replies import parse_reply
 
 _log = getLogger(__name__)
 
-FAULT_MODES = ("ok", "refuse", "slow", "drop", "garbage", "half_frame")
+FAULT_MODES = ("ok", "refuse", "slow", "drop", "garbage", "half_frame", "wrong_battle")
 MASKED_ATTRIBUTES = frozenset({"p", "pwd", "pwd2"})
 MASK = "***"
 GARBAGE_REPLY = b"%%% this is not XML %%% \xff\xfe"
@@ -117,7 +120,11 @@ class FaultRule:
     limit). ``delay`` is the pause of ``slow`` in seconds. ``apply`` decides
     whether the command takes effect before a ``drop``, ``garbage`` or
     ``half_frame`` fault: True creates the ADDUSER account and then loses
-    the reply, False loses the command itself.
+    the reply, False loses the command itself. ``battles`` limits the rule
+    to commands about those battle ids: the ``//blook`` POST that names one,
+    and GETMYBATTLE after it. ``wrong_battle`` answers GETMYBATTLE with the
+    log of ``other_battle``, by default the lowest other id in the logs
+    folder (or a made-up log of the next id when there is none).
     """
 
     mode: str
@@ -125,9 +132,13 @@ class FaultRule:
     count: int | None = None
     delay: float = 0.0
     apply: bool = True
+    battles: frozenset[int] | None = None
+    other_battle: int | None = None
 
-    def matches(self, tag: str) -> bool:
-        return self.commands is None or tag in self.commands
+    def matches(self, tag: str, battle_id: int | None = None) -> bool:
+        if self.commands is not None and tag not in self.commands:
+            return False
+        return self.battles is None or battle_id in self.battles
 
 
 @dataclass
@@ -139,6 +150,11 @@ class ReceivedCommand:
     attributes: dict
     #: What the simulator did: the reply's tag and code, "no reply" or "fault <mode>".
     outcome: str = ""
+    #: The login the connection had logged in with when the command came, if any.
+    login: str | None = None
+    #: time.monotonic() when the command was received and when its handling ended.
+    received_at: float = 0.0
+    finished_at: float | None = None
 
 
 @dataclass
@@ -313,6 +329,8 @@ class GameServerSimulator:
         count: int | None = None,
         delay: float = 0.0,
         apply: bool = True,
+        battles: Iterable[int] | None = None,
+        other_battle: int | None = None,
         timeout: float = 5.0,
     ) -> None:
         """Replace all faults with one; ``set_fault("ok")`` clears them.
@@ -323,8 +341,8 @@ class GameServerSimulator:
         returns once the listener is closed (or reopened).
         """
         if mode == "refuse":
-            if commands is not None or count is not None:
-                raise ValueError("the refuse fault cannot be limited to commands or a count")
+            if commands is not None or count is not None or battles is not None:
+                raise ValueError("the refuse fault cannot be limited to commands, battles or a count")
             with self._lock:
                 self._faults = []
             self._set_refusing(True, timeout)
@@ -333,7 +351,8 @@ class GameServerSimulator:
             raise ValueError(f"unknown fault mode {mode!r}; use one of {', '.join(FAULT_MODES)}")
         self.clear_faults(timeout)
         if mode != "ok":
-            self.add_fault(mode, commands=commands, count=count, delay=delay, apply=apply)
+            self.add_fault(mode, commands=commands, count=count, delay=delay, apply=apply, battles=battles,
+                           other_battle=other_battle)
 
     def add_fault(
         self,
@@ -343,6 +362,8 @@ class GameServerSimulator:
         count: int | None = None,
         delay: float = 0.0,
         apply: bool = True,
+        battles: Iterable[int] | None = None,
+        other_battle: int | None = None,
     ) -> FaultRule:
         """Append a fault rule. Each command takes the first rule that matches it.
 
@@ -358,7 +379,15 @@ class GameServerSimulator:
             raise ValueError(f"delay must not be negative, got {delay}")
         if mode == "slow" and delay == 0:
             raise ValueError("the slow fault needs a delay in seconds, such as delay=3")
-        rule = FaultRule(mode, frozenset(commands) if commands is not None else None, count, delay, apply)
+        rule = FaultRule(
+            mode,
+            frozenset(commands) if commands is not None else None,
+            count,
+            delay,
+            apply,
+            frozenset(battles) if battles is not None else None,
+            other_battle,
+        )
         with self._lock:
             self._faults.append(rule)
         return rule
@@ -369,10 +398,10 @@ class GameServerSimulator:
             self._faults = []
         self._set_refusing(False, timeout)
 
-    def _take_fault(self, tag: str) -> FaultRule | None:
+    def _take_fault(self, tag: str, battle_id: int | None = None) -> FaultRule | None:
         with self._lock:
             for rule in self._faults:
-                if not rule.matches(tag):
+                if not rule.matches(tag, battle_id):
                     continue
                 if rule.count is not None:
                     rule.count -= 1
@@ -515,13 +544,18 @@ class GameServerSimulator:
 
         tag = request.tag
         record = self._record(session, tag, request.attributes)
-        rule = self._take_fault(tag)
+        rule = self._take_fault(tag, self._battle_of(session, tag, request.attributes))
         mode = rule.mode if rule else "ok"
 
         if mode == "slow":
             self._stopping.wait(rule.delay)
         if mode in ("drop", "garbage", "half_frame") and not rule.apply:
             reply = None
+        elif mode == "wrong_battle" and tag == "GETMYBATTLE" and session.login and session.battle_id:
+            other, reply = self._other_battle_log(session.battle_id, rule.other_battle)
+            self._log_command(record, f"fault wrong_battle (the log of battle {other})")
+            self._send(session, reply)
+            return True
         else:
             reply = self._dispatch(session, tag, request.attributes)
 
@@ -546,9 +580,43 @@ class GameServerSimulator:
         if reply is not None:
             self._send(session, reply)
 
+    @staticmethod
+    def _battle_of(session: _Session, tag: str, attributes: dict) -> int | None:
+        """Return the battle id a command concerns, for faults limited to battles."""
+        if tag == "GETMYBATTLE":
+            return session.battle_id
+        if tag == "POST":
+            match = _BLOOK_RE.match(attributes.get("t", ""))
+            return int(match.group(1)) if match else None
+        return None
+
+    def _other_battle_log(self, battle_id: int, other: int | None) -> tuple[int, bytes]:
+        """Return another battle's id and log, for the wrong_battle fault."""
+        if other is None:
+            others = sorted(found for found in self._log_ids() if found != battle_id)
+            other = others[0] if others else None
+        try:
+            data = self._read_battle_log(other) if other is not None else None
+        except (OSError, EOFError, GameProtocolError):
+            data = None
+        if data is None:
+            other = battle_id + 1
+            data = f'<BLOOK><BATTLE t2="0" turn="1"><USER login="$rat1" battleid="{other}"/></BATTLE></BLOOK>'.encode()
+        return other, data
+
+    def _log_ids(self) -> set[int]:
+        if self.logs_dir is None or not self.logs_dir.is_dir():
+            return set()
+        ids = set()
+        for path in [*self.logs_dir.iterdir(), *self.logs_dir.glob("*/*")]:
+            name = path.name.removesuffix(".gz").removesuffix(".tzb")
+            if path.name.endswith((".tzb", ".tzb.gz")) and name.isdigit():
+                ids.add(int(name))
+        return ids
+
     def _record(self, session: _Session, tag: str, attributes: dict) -> ReceivedCommand:
         masked = {name: (MASK if name in MASKED_ATTRIBUTES else value) for name, value in attributes.items()}
-        record = ReceivedCommand(session.id, tag, masked)
+        record = ReceivedCommand(session.id, tag, masked, login=session.login, received_at=time.monotonic())
         with self._lock:
             self._received.append(record)
         return record
@@ -556,6 +624,7 @@ class GameServerSimulator:
     def _log_command(self, record: ReceivedCommand, outcome: str) -> None:
         with self._lock:
             record.outcome = outcome
+            record.finished_at = time.monotonic()
         _log.info("connection %d: %s %s -> %s", record.connection, record.tag or "(invalid)", record.attributes, outcome)
 
     def _send(self, session: _Session, reply: bytes) -> None:
@@ -767,7 +836,10 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 def parse_fault(spec: str) -> dict:
-    """Parse ``MODE[,commands=A+B][,count=N][,delay=S][,apply=yes|no]`` into set_fault/add_fault arguments."""
+    """Parse ``MODE[,commands=A+B][,count=N][,delay=S][,apply=yes|no][,battles=ID+ID][,other=ID]``.
+
+    The result is the arguments of set_fault/add_fault.
+    """
     mode, *options = [part.strip() for part in spec.split(",")]
     if mode not in FAULT_MODES:
         raise argparse.ArgumentTypeError(f"unknown fault mode {mode!r}; use one of {', '.join(FAULT_MODES)}")
@@ -787,11 +859,16 @@ def parse_fault(spec: str) -> dict:
                 if value not in ("yes", "no"):
                     raise ValueError
                 arguments["apply"] = value == "yes"
+            elif name == "battles":
+                arguments["battles"] = [int(battle) for battle in value.split("+") if battle]
+            elif name == "other":
+                arguments["other_battle"] = int(value)
             else:
                 raise ValueError
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"invalid fault option {option!r}; expected commands=A+B, count=N, delay=SECONDS or apply=yes|no"
+                f"invalid fault option {option!r}; expected commands=A+B, count=N, delay=SECONDS, apply=yes|no,"
+                " battles=ID+ID or other=ID"
             ) from None
     if mode == "slow":
         arguments.setdefault("delay", DEFAULT_SLOW_DELAY)
@@ -914,12 +991,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--bot", action="append", type=parse_bot, default=[], metavar="LOGIN:KEY", help="a bot account (repeatable)"
     )
     parser.add_argument(
+        "--bots-secret",
+        metavar="NAME",
+        help="also allow the bot accounts of the secret NAME (or the file NAME_FILE names):"
+        " login:KEY entries, one a line or comma-separated, as battle-log collection reads them",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         type=parse_fault,
         default=[],
         metavar="SPEC",
-        help="a fault: MODE[,commands=A+B][,count=N][,delay=SECONDS][,apply=yes|no], MODE one of"
+        help="a fault: MODE[,commands=A+B][,count=N][,delay=SECONDS][,apply=yes|no][,battles=ID+ID][,other=ID],"
+        " MODE one of"
         f" {', '.join(FAULT_MODES)} (repeatable; rules are tried in order)",
     )
     parser.add_argument("--no-greeting", action="store_true", help="do not send a <KEY/> greeting on connect")
@@ -949,6 +1033,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    bots = dict(args.bot)
+    if args.bots_secret:
+        from services.common.secrets import SecretError, read_secret
+        from services.game.bots import parse_bot_accounts
+
+        try:
+            accounts = parse_bot_accounts(read_secret(args.bots_secret), f"secret {args.bots_secret}")
+        except (SecretError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        bots.update((account.login, account.key) for account in accounts)
+
     users, stored_accounts = None, []
     if args.users_dsn:
         import pymysql
@@ -967,7 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         logs_dir=args.logs,
         shop_dir=args.shop,
-        bots=dict(args.bot),
+        bots=bots,
         greeting=not args.no_greeting,
         encoding=encoding,
         users_writer=users.insert if users else None,
