@@ -144,7 +144,7 @@ _START_ERRORS = (RunInProgress, db.SchemaOutdated, psycopg.Error, ValueError)
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as one JSON object on stdout: files, loaded (replaced included), "
                    "duplicates, quarantined (reason: count), failed, seconds.")
-@click.option("--trigger", type=click.Choice(["cli", "timer", "rpc"]), default="cli", hidden=True)
+@click.option("--trigger", type=click.Choice(["cli", "timer", "rpc", "collect"]), default="cli", hidden=True)
 def ingest(paths, dsn, server, workers, batch_size, archive_root, quarantine_root, move,
            max_bytes, archive_level, min_age, no_marts, as_json, trigger):
     """Ingest the log files and folders PATHS (walked recursively)."""

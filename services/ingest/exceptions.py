@@ -2,6 +2,8 @@
 
 from nameko.exceptions import BadRequest, deserialize_to_instance
 
+from services.common.errors import ServiceUnavailable, ValidationFailed
+
 
 @deserialize_to_instance
 class RunInProgress(Exception):
@@ -14,10 +16,14 @@ class IngestFailed(Exception):
 
 
 @deserialize_to_instance
-class InvalidArgument(BadRequest):
-    """An RPC argument is out of range or of the wrong type."""
+class InvalidArgument(ValidationFailed, BadRequest):
+    """An RPC argument is out of range or of the wrong type.
+
+    ``fields`` maps each bad argument to a message key, so the gateway
+    answers with a ``validation_error`` envelope that names the field.
+    """
 
 
 @deserialize_to_instance
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(ServiceUnavailable):
     """PostgreSQL did not answer in time; try again later."""

@@ -1,4 +1,4 @@
-"""The ``ingest`` service: loads battle logs dropped into a folder, on a timer."""
+"""The ``ingest`` service: loads battle logs dropped into a folder, on a timer, and collects them from the game server."""
 
 import logging
 import os
@@ -8,8 +8,10 @@ import psycopg
 from nameko.rpc import rpc
 from psycopg_pool import PoolTimeout
 
+from services.common.errors import CollectionDisabled, CollectJobNotFound, CollectJobRunning
 from services.common.postgres import Postgres
 from services.common.timer import config_timer
+from services.ingest.collection.collector import Collector
 from services.ingest.dependencies import CONFIG_SECTION, IngestRunner
 from services.ingest.exceptions import DatabaseUnavailable, IngestFailed, InvalidArgument, RunInProgress
 
@@ -26,12 +28,15 @@ class IngestService:
     ``quarantine_dir``, ``server``, ``interval`` (seconds between checks),
     ``workers`` (parser processes), ``min_age`` (seconds a file must rest
     before it is picked up), ``timeout`` (seconds a run may last).
+    Section ``COLLECT`` and the bots secret configure battle-log collection
+    (:mod:`services.ingest.collection`), whose logs land in the drop folder.
     """
 
     name = "ingest"
 
     runner = IngestRunner()
     db = Postgres(CONFIG_SECTION)
+    collector = Collector()
 
     @config_timer(CONFIG_SECTION, "interval", default=60)
     def ingest_drop_folder(self):
@@ -106,3 +111,47 @@ class IngestService:
                     run[key] = run[key].isoformat()
             runs.append(run)
         return runs
+
+    # -- battle-log collection
+
+    @rpc(expected_exceptions=(InvalidArgument, CollectJobRunning, CollectionDisabled, DatabaseUnavailable))
+    def collect_start(self, params):
+        """Start a collection job and return it (see :meth:`collect_progress` for its fields).
+
+        ``params`` is ``{"direction", "start", "end", "count"}``:
+        ``forward`` from ``start`` (default: the highest fetched or loaded
+        battle id + 1) following new battles, up to ``end`` or ``count``
+        ids if given; ``backward`` from ``start`` (default: the lowest
+        fetched or loaded id - 1) down to ``end`` (default: COLLECT.floor)
+        or for ``count`` ids; ``range`` from ``start`` to ``end`` (or
+        ``count`` ids). Raises InvalidArgument naming the bad fields,
+        CollectJobRunning when a job of that direction runs, and
+        CollectionDisabled when no bot accounts are configured.
+        """
+        return self.collector.start_job(params)
+
+    @rpc(expected_exceptions=(InvalidArgument, CollectJobNotFound, DatabaseUnavailable))
+    def collect_progress(self, job_id):
+        """Return a job: ``id``, ``direction``, ``status`` (running, finished, aborted, failed),
+        ``start``, ``end``, ``count``, ``cursor`` (the next id), ``counts`` by outcome
+        (fetched, not_found, failed, mismatch, skipped), ``processed``, ``total`` and
+        ``remaining`` (None when following new battles), ``rate`` (ids a second over the
+        last minute), ``eta_seconds``, ``waiting_until`` (a forward job waiting for new
+        battles), ``error``, timestamps, and ``last_errors`` (failed and mismatched ids).
+        """
+        return self.collector.progress(job_id)
+
+    @rpc(expected_exceptions=(InvalidArgument, DatabaseUnavailable))
+    def collect_jobs(self, limit=20, status=None):
+        """Return the latest ``limit`` jobs (1 to 100) of this server, newest first, optionally with one ``status``."""
+        return self.collector.list_jobs(limit, status)
+
+    @rpc(expected_exceptions=(InvalidArgument, CollectJobNotFound, DatabaseUnavailable))
+    def collect_abort(self, job_id):
+        """Ask a running job to stop between battle ids and return it.
+
+        The job's status turns to ``aborted`` once the ids in flight are
+        done; ``abort_requested`` is true meanwhile. A job that has already
+        ended is returned unchanged.
+        """
+        return self.collector.abort(job_id)
