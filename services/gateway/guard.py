@@ -6,6 +6,9 @@ configured hash in constant time. Requests are counted per client address
 before the key is checked, so guessing keys is rate-limited too, and per
 key after it. Counters live in Redis (the ``limits`` library's moving
 window), so every gateway process shares them.
+
+The operator routes take ``Authorization: Bearer <token>`` instead, checked
+the same way against the ``admin_tokens`` hashes.
 """
 
 import hashlib
@@ -14,7 +17,7 @@ import ipaddress
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from logging import getLogger
 
 import redis as redis_library
@@ -24,13 +27,14 @@ from limits.strategies import MovingWindowRateLimiter
 from nameko.extensions import DependencyProvider
 
 from services.common.config import section as config_section
-from services.common.errors import InvalidApiKey, RateLimited
+from services.common.errors import InvalidAdminToken, InvalidApiKey, RateLimited
 from services.gateway.web import CONFIG_SECTION
 
 
 _log = getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
+AUTHORIZATION_HEADER = "Authorization"
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
 DEFAULT_IP_LIMIT = "60/minute"
 DEFAULT_KEY_LIMIT = "600/minute"
@@ -41,11 +45,12 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def parse_api_keys(value) -> dict[str, str]:
+def parse_api_keys(value, setting: str = "api_keys") -> dict[str, str]:
     """Parse ``name:hash`` pairs (a comma-separated string or a mapping).
 
     Raises ValueError on a malformed entry, so a typo stops the service at
-    start instead of locking every client out.
+    start instead of locking every client out. ``setting`` names the config
+    key in the message.
     """
     if not value:
         return {}
@@ -56,13 +61,13 @@ def parse_api_keys(value) -> dict[str, str]:
         for entry in str(value).split(","):
             name, separator, digest = entry.strip().partition(":")
             if not separator:
-                raise ValueError(f"api_keys entry {entry.strip()!r} is not name:sha256hex")
+                raise ValueError(f"{setting} entry {entry.strip()!r} is not name:sha256hex")
             pairs.append((name, digest))
     keys = {}
     for name, digest in pairs:
         digest = str(digest).strip().lower()
         if not name or not _HASH_RE.fullmatch(digest):
-            raise ValueError(f"api_keys entry for {name!r} needs a 64-digit hex SHA-256 hash")
+            raise ValueError(f"{setting} entry for {name!r} needs a 64-digit hex SHA-256 hash")
         keys[str(name).strip()] = digest
     return keys
 
@@ -76,6 +81,8 @@ class GuardSettings:
     key_limit: str
     trusted_proxies: tuple
     redis_url: str
+    #: Bearer tokens of the operator routes, name -> SHA-256 hex.
+    admin_tokens: dict = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict) -> "GuardSettings":
@@ -90,6 +97,7 @@ class GuardSettings:
             key_limit=str(section.get("key_limit", DEFAULT_KEY_LIMIT)),
             trusted_proxies=tuple(ipaddress.ip_network(proxy) for proxy in proxies),
             redis_url=str(redis.get("url", "redis://127.0.0.1:6379/0")),
+            admin_tokens=parse_api_keys(section.get("admin_tokens"), "admin_tokens"),
         )
         parse_limit(settings.ip_limit)
         parse_limit(settings.key_limit)
@@ -135,6 +143,24 @@ class _Checks:
         guard.hit(settings.key_limit, "key", name)
         return name
 
+    def admit_admin(self, request, route: str) -> str:
+        """Count the request per client address, then check its bearer token; return the token's name.
+
+        Raises :class:`RateLimited` (with ``retry_after``) or
+        :class:`InvalidAdminToken`.
+        """
+        guard = self.guard
+        settings = guard.settings
+        address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                                 settings.trusted_proxies)
+        guard.hit(settings.ip_limit, "ip", route, address)
+        name = guard.admin_token_name(request.headers.get(AUTHORIZATION_HEADER))
+        if name is None:
+            _log.info("rejected a request to %s from %s: missing or unknown admin token", route, address)
+            raise InvalidAdminToken("the admin bearer token is missing or unknown")
+        _log.info("admin token %s: %s from %s", name, route, address)
+        return name
+
 
 class Guard(DependencyProvider):
     """Checks API keys and counts requests against the configured limits."""
@@ -143,6 +169,8 @@ class Guard(DependencyProvider):
         self.settings = GuardSettings.from_config(self.container.config)
         if not self.settings.api_keys:
             _log.warning("no API keys are configured: every protected route returns 401")
+        if not self.settings.admin_tokens:
+            _log.info("no admin tokens are configured: the admin routes return 401")
 
     def start(self):
         self.storage = RedisStorage(self.settings.redis_url, key_prefix="tzr:limits", socket_timeout=2)
@@ -156,6 +184,22 @@ class Guard(DependencyProvider):
         digest = hash_api_key(presented)
         match = None
         for name, expected in self.settings.api_keys.items():
+            if hmac.compare_digest(digest, expected):
+                match = name
+        return match
+
+    def admin_token_name(self, authorization: str | None) -> str | None:
+        """Return the name of the admin token in an ``Authorization: Bearer`` header, or None."""
+        if not authorization:
+            return None
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        # As in key_name: every configured hash is compared, matched or not.
+        digest = hash_api_key(token)
+        match = None
+        for name, expected in self.settings.admin_tokens.items():
             if hmac.compare_digest(digest, expected):
                 match = name
         return match
