@@ -7,7 +7,10 @@ with one ``<USER>`` block of ``<a>`` actions per acting unit. The generator play
 plausible fight (moves, shots, bursts, heals, poison, kills, escapes, pickups,
 late joiners) and, while it writes each action, adds up the totals a
 conforming parser must report. Those totals are the ``truth`` of a
-:class:`GeneratedLog`, in the shape ``tzr-ingest show FILE`` prints.
+:class:`GeneratedLog`, in the shape ``tzr-ingest show FILE`` prints, plus a
+``roster`` key: per login, the roster attributes that tzr-ingest stores
+(level, clan, profession, creature type, rank and PvE points, monster kind,
+elite marker).
 
 Every draw comes from the ``random.Random`` instance passed in, so a seed
 fixes the bytes. The file layout varies on purpose: attribute order, quote
@@ -98,6 +101,12 @@ class _Family:
     weight: int
     effects: str
     parts: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        # The parser's monster_kind code: the shortest login prefix, because
+        # it maps the longer aliases "stich" and "scrp" to "sti" and "scr".
+        return min(self.prefixes, key=len)
 
 
 _FAMILIES = (
@@ -1543,6 +1552,7 @@ class _Battle:
             },
             "participants": participants,
             "loot": self._loot_truth(map_ids),
+            "roster": {unit.login: self._roster_truth(unit) for unit in ordered},
         }
 
     @staticmethod
@@ -1560,6 +1570,32 @@ class _Battle:
             "damage_dealt": unit.dealt,
             "damage_taken": unit.taken,
             "healed": unit.healed,
+        }
+
+    @staticmethod
+    def _roster_truth(unit: _Unit) -> dict:
+        # The roster attributes that tzr-ingest stores for the unit, as
+        # stored: clan unescaped, rank points as a number.
+        if unit.is_monster:
+            return {
+                "level": unit.level,
+                "clan": None,
+                "profession": None,
+                "creature_type": unit.man,
+                "rank_points": None,
+                "pve_points": None,
+                "monster_kind": unit.family.kind,
+                "elite": bool(unit.spec_def or unit.spec_color or "_" in unit.login),
+            }
+        return {
+            "level": unit.level,
+            "clan": unit.clan,
+            "profession": unit.pro,
+            "creature_type": unit.man,
+            "rank_points": float(unit.rank_points),
+            "pve_points": unit.pve_points,
+            "monster_kind": None,
+            "elite": False,
         }
 
     def _loot_truth(self, map_ids: set[int]) -> list[dict]:

@@ -2,11 +2,13 @@
 
 The generator's truth is checked against an independent reading of the
 generated XML (``_evaluate`` below), which applies the counting rules to the
-markup with lxml's tree API.
+markup with lxml's tree API. Its ``roster`` key is checked separately
+(``_read_roster``), against the roster attributes of the XML.
 """
 
 import calendar
 import gzip
+import hashlib
 import json
 import random
 import subprocess
@@ -34,6 +36,7 @@ from pipelines.battlelogs.corpus import (
     main,
     write_corpus,
 )
+from pipelines.battlelogs.model import monster_kind
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -211,6 +214,40 @@ def _evaluate(data: bytes) -> dict:
     }
 
 
+def _without_roster(truth: dict) -> dict:
+    # The keys that ``_evaluate`` reads, which are those ``tzr-ingest show`` prints.
+    return {key: value for key, value in truth.items() if key != "roster"}
+
+
+def _read_roster(data: bytes) -> dict:
+    """Read each unit's roster attributes from its first USER tag that carries them."""
+    battle, turns, _ = _first_copy(_tree(data))
+    users = list(battle.iterchildren("USER"))
+    users += [user for turn in turns for user in turn.iterchildren("USER")]
+    roster = {}
+    for user in users:
+        login = user.get("login")
+        if login in roster or user.get("battleid") is None:
+            continue
+        monster = login.startswith("$")
+        rank_points = user.get("rank_points")
+        pve_points = user.get("pve_points")
+        profession = user.get("pro")
+        roster[login] = {
+            "level": int(user.get("level")),
+            "clan": user.get("clan"),
+            "profession": None if profession is None else int(profession),
+            "creature_type": int(user.get("man")),
+            "rank_points": None if rank_points is None else float(rank_points),
+            "pve_points": None if pve_points is None else int(pve_points),
+            "monster_kind": monster_kind(login) if monster else None,
+            "elite": monster and (
+                "_" in login or user.get("def") is not None or user.get("color") is not None
+            ),
+        }
+    return roster
+
+
 @pytest.fixture(scope="module")
 def sample() -> list[GeneratedLog]:
     """Six hundred logs of all kinds, every tenth one duplicated."""
@@ -342,7 +379,16 @@ def test_sample_covers_format_variations(sample):
 
 def test_truth_matches_independent_reading(sample):
     for log in sample:
-        assert log.truth == _evaluate(log.data), log.battle_id
+        assert _without_roster(log.truth) == _evaluate(log.data), log.battle_id
+
+
+def test_truth_roster_matches_attributes(sample):
+    for log in sample:
+        roster = log.truth["roster"]
+        assert list(roster) == [p["login"] for p in log.truth["participants"]]
+        assert roster == _read_roster(log.data), log.battle_id
+        for participant in log.truth["participants"]:
+            assert roster[participant["login"]]["level"] == participant["level"]
 
 
 def test_truth_has_all_keys_and_sane_header(sample):
@@ -352,7 +398,7 @@ def test_truth_has_all_keys_and_sane_header(sample):
     }
     for log in sample:
         battle = log.truth["battle"]
-        assert set(log.truth) == {"battle", "participants", "loot"}
+        assert set(log.truth) == {"battle", "participants", "loot", "roster"}
         assert battle["id"] == log.battle_id
         assert battle["server"] == "main"
         assert battle["type"] in ("A", "B", "C", "D")
@@ -551,7 +597,7 @@ def test_write_corpus_truth_lines_match_files(tmp_path):
     for file, line in zip(files, lines):
         truth = json.loads(line)
         assert truth["battle"]["id"] == file.battle_id
-        assert truth == _evaluate(file.path.read_bytes())
+        assert _without_roster(truth) == _evaluate(file.path.read_bytes())
         duplicated += "duplicated_log" in truth["battle"]["flags"]
     assert duplicated > 0
 
@@ -565,6 +611,32 @@ def test_write_corpus_is_deterministic_and_spreads_starts(tmp_path):
     assert first_truth == (tmp_path / "b" / TRUTH_FILE).read_bytes()
     starts = [json.loads(line)["battle"]["start"] for line in first_truth.splitlines()]
     assert starts[0] < starts[10] < starts[-1]
+
+
+# Digests of write_corpus(40, seed=12, gzip_share=0.3, duplicate_share=0.1,
+# truth=True) as written before populations existed: of the file names with
+# the uncompressed logs, and of truth.jsonl without its "roster" key. Change
+# them only for an intended change of the default output.
+PINNED_LOGS_SHA256 = "f32e8d09f225a9cb50938b4dc717d4cdfab2c16f2b0aaef5c53fa740b74f9339"
+PINNED_TRUTH_SHA256 = "c54f9f9271e024b1b3bdbff3020c3f0501a40e0e6af21ffc390ae987b58b88c0"
+
+
+def test_write_corpus_default_output_is_pinned(tmp_path):
+    files = write_corpus(tmp_path, 40, seed=12, gzip_share=0.3, duplicate_share=0.1, truth=True)
+    logs = hashlib.sha256()
+    for file in files:
+        data = file.path.read_bytes()
+        if file.path.suffix == ".gz":
+            data = gzip.decompress(data)
+        name = file.path.relative_to(tmp_path).as_posix().encode()
+        logs.update(name + b"\0" + data + b"\0")
+    lines = (tmp_path / TRUTH_FILE).read_text(encoding="utf-8").splitlines()
+    truth_text = "\n".join(
+        json.dumps(_without_roster(json.loads(line)), ensure_ascii=False) for line in lines
+    )
+    assert logs.hexdigest() == PINNED_LOGS_SHA256
+    assert hashlib.sha256(truth_text.encode()).hexdigest() == PINNED_TRUTH_SHA256
+    assert not (tmp_path / "population.json").exists()
 
 
 def test_write_corpus_kind_selection(tmp_path):
