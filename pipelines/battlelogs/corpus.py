@@ -17,6 +17,10 @@ fixes the bytes. The file layout varies on purpose: attribute order, quote
 characters, line breaks, an optional ``<BLOOK>`` wrapper, TURNs nested in
 BATTLE, entity-escaped names and duplicated battles.
 
+By default each battle has new players. :func:`write_corpus` with
+``players`` plays the battles with a population of recurring players, bots
+and clans instead (see :mod:`pipelines.battlelogs.population`).
+
 Run ``python -m pipelines.battlelogs.corpus OUT_DIR --count N`` to write a
 corpus to disk.
 """
@@ -31,10 +35,21 @@ import operator
 import random
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from pipelines.battlelogs.population import (
+    DEFAULT_INTERVAL,
+    Cast,
+    Member,
+    Population,
+    Schedule,
+    check_population_options,
+    draw_clan,
+    draw_login,
+)
 
 
 KINDS = ("pve", "pvp", "mixed")
@@ -42,6 +57,7 @@ DEFAULT_KIND_WEIGHTS = {"pve": 0.80, "pvp": 0.15, "mixed": 0.05}
 SERVER = "main"
 SHARD_SIZE = 50_000
 TRUTH_FILE = "truth.jsonl"
+POPULATION_FILE = "population.json"
 
 # Battle start times are drawn from 2025-10-01T00:00:00Z up to
 # 2026-01-01T00:00:00Z minus the longest battle.
@@ -68,6 +84,11 @@ MAP_TEMPLATE_COUNT = 40
 MAX_PASSES = 20
 PLAYER_ACTION_CAP = 60
 MONSTER_ACTION_CAP = 26
+
+# Fates of a population's bots, which farm weak monsters: they die in 1 of
+# 200 battles and escape from 1 of 100, against 7 and 14 in 100 for humans in PvE.
+BOT_DEATH_SHARE = 0.005
+BOT_ESCAPE_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -199,28 +220,6 @@ _STYLE_ATTACKS = {
     "melee": ((0, 1), (1, 1)),
 }
 _PSI_PROFESSIONS = (12, 14, 15, 16)
-
-_LATIN_SYLLABLES = (
-    "ka", "ro", "mi", "tel", "vor", "an", "dre", "sha", "lin", "gor", "ta", "zu", "mar",
-    "ex", "ni", "bo", "ra", "den", "vi", "sol", "kor", "ly", "ner", "pi", "tar", "ul",
-    "yen", "qua", "fi", "os", "bel", "cro", "dax", "el", "gri", "hu", "jan", "kes",
-)
-_CYRILLIC_SYLLABLES = (
-    "ка", "ро", "ми", "тел", "вор", "ан", "дре", "ша", "лин", "гор", "та", "зу", "мар",
-    "ни", "бо", "ра", "ден", "ви", "сол", "кор", "лы", "нер", "пе", "тар", "ул", "яр",
-)
-_CLAN_ADJECTIVES = (
-    "Iron", "Red", "Night", "Steel", "Dust", "Wild", "Silent", "North", "Black", "Free",
-)
-_CLAN_NOUNS = (
-    "Wolves", "Legion", "Hunters", "Guard", "Wind", "Ash", "Order", "Stalkers",
-    "Brothers", "Raiders",
-)
-_CYRILLIC_CLAN_ADJECTIVES = (
-    "Стальные", "Ночные", "Дикие", "Северные", "Чёрные", "Вольные",
-)
-_CYRILLIC_CLAN_NOUNS = ("Волки", "Стражи", "Рейдеры", "Братья", "Охотники", "Сталкеры")
-
 
 def _escape(text: str) -> str:
     # Escapes both quote characters, so a value is safe in either quoting.
@@ -409,7 +408,7 @@ class _Unit:
         "spec_def", "spec_color", "equipment", "weapon_id", "style", "effects",
         "damage", "family", "in_roster", "join_turn", "fate", "fate_turn", "alive",
         "escaped", "poison", "enemies", "allies", "kills_monsters", "kills_players",
-        "dealt", "taken", "healed",
+        "dealt", "taken", "healed", "member", "bot",
     )
 
     def __init__(self, login: str, is_monster: bool, side: int, level: int):
@@ -454,6 +453,10 @@ class _Unit:
         # Totals reported in the truth.
         self.kills_monsters = self.kills_players = 0
         self.dealt = self.taken = self.healed = 0
+
+        # The population member that plays this unit, if any.
+        self.member = None
+        self.bot = False
 
 
 class _Block:
@@ -603,19 +606,34 @@ def _draw_battle_type(rng: random.Random, kind: str) -> str:
 
 
 class _Battle:
-    """Generator state for one battle. :meth:`build` plays it and returns the log."""
+    """Generator state for one battle. :meth:`build` plays it and returns the log.
+
+    With a ``cast`` the players are population members, and :attr:`kind`
+    may change to "pve" when too few members are ready for a PvP or mixed
+    battle.
+    """
 
     def __init__(
-        self, rng: random.Random, battle_id: int, kind: str, start: int, duplicate: bool
+        self,
+        rng: random.Random,
+        battle_id: int,
+        kind: str,
+        start: int,
+        duplicate: bool,
+        cast: Cast | None = None,
     ):
         self.rng = rng
         self.random = rng.random
         self.battle_id = battle_id
         self.kind = kind
         self.start = start
+        self.end = start
         self.duplicate = duplicate
+        self.cast = cast
         self.markup = _Markup(rng)
         self.shape = _plan_shape(rng, kind)
+        if cast is not None:
+            self._seat_cast()
         self.turns = self.shape.turns
         self.map_rows, self.open_cells = _map_template(rng)
         # Distinct cells for units and map objects, handed out by _cell().
@@ -647,6 +665,17 @@ class _Battle:
 
     # Setup -----------------------------------------------------------------
 
+    def _seat_cast(self) -> None:
+        # Fits the planned shape to the members that are ready. A PvP or
+        # mixed battle that fills only one side becomes a PvE battle, and the
+        # shape keeps only the player sides that got a member.
+        seated = self.cast.seat(self.kind, self.shape.player_sides)
+        if self.kind != "pve" and len(set(seated)) < 2:
+            self.kind = "pve"
+            self.shape = _plan_shape(self.rng, "pve")
+            seated = self.cast.seat("pve", self.shape.player_sides)
+        self.shape.player_sides = seated
+
     def _cell(self) -> tuple[int, int]:
         if self.next_cell < len(self.cells):
             cell = self.cells[self.next_cell]
@@ -658,51 +687,8 @@ class _Battle:
         self.next_item_id += self.rng.randint(1, 4_000)
         return self.next_item_id
 
-    def _word(self, syllables: tuple[str, ...], low: int, high: int) -> str:
-        rng = self.rng
-        count = rng.randint(low, high)
-        return "".join(rng.choice(syllables) for _ in range(count)).capitalize()
-
     def _player_login(self) -> str:
-        rng = self.rng
-        while True:
-            syllables = _CYRILLIC_SYLLABLES if rng.random() < 0.15 else _LATIN_SYLLABLES
-            first, second = self._word(syllables, 2, 3), self._word(syllables, 1, 3)
-            roll = rng.random()
-            if roll < 0.03:
-                login = rng.choice((
-                    f"{first} & {second}", f'{first}"{second}"', f"<{first}>",
-                    f"{first}'s {second}", f"O'{first}",
-                ))
-            elif roll < 0.35:
-                login = f"{first} {second}"
-            elif roll < 0.55:
-                login = f"{first}{rng.randint(1, 9999)}"
-            elif roll < 0.65:
-                login = f"{first}_{second.lower()}"
-            elif roll < 0.72:
-                login = f"{first}-{second}"
-            else:
-                login = first
-            if login not in self.logins:
-                self.logins.add(login)
-                return login
-
-    def _clan(self) -> str | None:
-        rng = self.rng
-        roll = rng.random()
-        if roll < 0.25:
-            return None
-        if roll < 0.37:
-            adjective = rng.choice(_CYRILLIC_CLAN_ADJECTIVES)
-            return f"{adjective} {rng.choice(_CYRILLIC_CLAN_NOUNS)}"
-        adjective, noun = rng.choice(_CLAN_ADJECTIVES), rng.choice(_CLAN_NOUNS)
-        if roll < 0.42:
-            return rng.choice((
-                f"{adjective} & {noun}", f'"{noun}"', f"<{noun}>",
-                f"{adjective}'s {noun}",
-            ))
-        return f"{adjective} {noun}"
+        return draw_login(self.rng, self.logins)
 
     def _make_player(self, side: int) -> _Unit:
         rng = self.rng
@@ -711,17 +697,43 @@ class _Battle:
         unit.man = rng.choice((0, 1, 1))
         unit.hp = unit.max_hp = round(100 + level * rng.uniform(15, 30))
         unit.bx, unit.by = self._cell()
-        unit.clan = self._clan()
+        unit.clan = draw_clan(rng)
         unit.pro = rng.randint(0, 17)
         points = rng.uniform(0, 1_500)
         unit.rank_points = rng.choice(
             (f"{points:.0f}", f"{points:.1f}", f"{points:.1f}", f"{points:.2f}")
         )
         unit.pve_points = rng.randint(0, 900_000)
-        self._equip(unit)
-        base = 8 + level * rng.uniform(2.0, 4.0)
-        unit.damage = (round(base * 0.5), round(base * 1.5))
+        self._arm(unit)
         return unit
+
+    def _make_member(self, member: Member, side: int) -> _Unit:
+        rng = self.rng
+        self.logins.add(member.login)
+        unit = _Unit(member.login, False, side, member.level)
+        unit.member = member
+        unit.bot = member.bot
+        unit.man = member.man
+        unit.hp = unit.max_hp = round(100 + member.level * rng.uniform(15, 30))
+        unit.bx, unit.by = self._cell()
+        unit.clan = member.clan
+        unit.pro = member.profession
+        unit.rank_points = member.rank_points_text()
+        unit.pve_points = member.pve_points
+        self._arm(unit)
+        return unit
+
+    def _make_joining_player(self, side: int) -> _Unit | None:
+        # Returns None when a population has no member ready to join.
+        if self.cast is None:
+            return self._make_player(side)
+        member = self.cast.joiner()
+        return None if member is None else self._make_member(member, side)
+
+    def _arm(self, unit: _Unit) -> None:
+        self._equip(unit)
+        base = 8 + unit.level * self.rng.uniform(2.0, 4.0)
+        unit.damage = (round(base * 0.5), round(base * 1.5))
 
     def _equip(self, unit: _Unit) -> None:
         rng = self.rng
@@ -791,7 +803,11 @@ class _Battle:
     def _make_units(self) -> None:
         rng = self.rng
         shape = self.shape
-        players = [self._make_player(side) for side in shape.player_sides]
+        if self.cast is None:
+            players = [self._make_player(side) for side in shape.player_sides]
+        else:
+            seats = self.cast.seats
+            players = [self._make_member(member, side) for member, side in seats]
 
         monster_side = 2 if shape.kind == "pve" else max(shape.player_sides) + 1
         families = rng.choices(_FAMILIES, _FAMILY_WEIGHTS, k=rng.randint(1, 3))
@@ -833,7 +849,9 @@ class _Battle:
                 side = 3
                 if not in_roster and rng.random() >= 0.6:
                     side = rng.choice(shape.player_sides)
-                unit = self._make_player(side)
+                unit = self._make_joining_player(side)
+                if unit is None:
+                    continue
                 unit.in_roster = in_roster
             unit.join_turn = join_turn
             joiners.append(unit)
@@ -904,6 +922,8 @@ class _Battle:
             elite = unit.spec_def or "_" in unit.login
             death_share = monster_death_share * (0.7 if elite else 1.0)
             escape_share = 0.01
+        elif unit.bot:
+            death_share, escape_share = BOT_DEATH_SHARE, BOT_ESCAPE_SHARE
         elif self.kind == "pve":
             death_share, escape_share = 0.07, 0.14
         else:
@@ -1486,6 +1506,7 @@ class _Battle:
         self._make_objects()
 
         duration = _draw_duration(rng, self.turns)
+        self.end = self.start + duration
         battle_type = _draw_battle_type(rng, self.kind)
         x, y = rng.randint(-60, 60), rng.randint(-60, 60)
         header = self._render_header(duration, battle_type, x, y)
@@ -1699,6 +1720,10 @@ def write_corpus(
     duplicate_share: float = 0.02,
     kinds: Mapping[str, float] | Iterable[str] | str | None = None,
     truth: bool = False,
+    players: int | None = None,
+    bots: int = 0,
+    clans: int | None = None,
+    interval: float | None = None,
 ) -> list[CorpusFile]:
     """Write ``count`` logs with ids ``first_id`` onwards under ``directory``.
 
@@ -1706,11 +1731,28 @@ def write_corpus(
     of them, either in ``<directory>/<id // 50000>/`` ("sharded") or directly
     in ``directory`` ("flat"). A ``duplicate_share`` fraction repeat their
     battle. ``kinds`` is a mapping of kind to weight, or kind names drawn with
-    their default weights. Battle starts grow with the id across the last
-    quarter of 2025. A log's bytes depend only on ``seed`` and its id.
+    their default weights. Battle starts grow with the id.
+
+    Without ``players``, every battle has new players, starts are spread
+    over the last quarter of 2025, and a log's bytes depend only on ``seed``
+    and its id.
+
+    With ``players`` (at least 1), the battles are played by a
+    :class:`~pipelines.battlelogs.population.Population` of that many human
+    players, ``bots`` bots and ``clans`` clans (default about players / 8,
+    at least 2 and at most ``players``), drawn from ``seed``. Starts begin
+    on 2025-10-01 (UTC), come ``interval`` seconds apart on average
+    (default 60) and run past the end of 2025 when ``count`` needs it.
+    Each bot adds a solo PvE battle 3-8 s after its previous battle ends,
+    so bots make starts denser. When no human is ready, the battle waits
+    for one, which makes starts sparser. A PvP or mixed battle that finds
+    players for only one side becomes PvE. A log's bytes then depend on
+    ``seed``, the population options, ``kinds`` and every earlier battle,
+    and ``population.json`` lists the clans and members.
 
     With ``truth`` the expected parses go to ``<directory>/truth.jsonl``, one
     JSON object a line in id order. Only one log is held in memory at a time.
+    Raises ValueError for invalid arguments.
     """
     if count < 0:
         raise ValueError(f"count must be zero or more, not {count}")
@@ -1720,27 +1762,41 @@ def write_corpus(
             raise ValueError(f"{name} must be between 0 and 1, not {share}")
     log_path(directory, first_id, layout=layout)  # rejects an invalid layout early
     weights = _kind_weights(kinds)
+    population = None
+    if players is None:
+        if bots or clans is not None or interval is not None:
+            raise ValueError(
+                "bots, clans and interval need a population: pass players "
+                "(--players on the command line), 1 or more"
+            )
+    else:
+        if interval is None:
+            interval = DEFAULT_INTERVAL
+        check_population_options(players, bots, clans, interval)
+        population = Population(seed, players, bots, clans)
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    span = PERIOD_END - MAX_DURATION - 1 - PERIOD_START
+    if population is None:
+        logs = _spread_logs(count, seed, first_id, gzip_share, duplicate_share, weights)
+    else:
+        population_json = {**population.to_json(), "interval": interval}
+        (directory / POPULATION_FILE).write_text(
+            json.dumps(population_json, ensure_ascii=False, indent=1) + "\n",
+            encoding="utf-8",
+        )
+        schedule = Schedule(population, seed, interval, PERIOD_START)
+        logs = _scheduled_logs(
+            schedule, count, seed, first_id, gzip_share, duplicate_share, weights
+        )
+
     written: list[CorpusFile] = []
     truth_file = (directory / TRUTH_FILE).open("w", encoding="utf-8") if truth else None
     try:
-        for index in range(count):
-            battle_id = first_id + index
-            rng = random.Random(f"tzb-corpus:{seed}:{battle_id}")
-            compressed = rng.random() < gzip_share
-            duplicate = rng.random() < duplicate_share
-            kind = _pick_kind(rng, weights)
-            jitter = rng.randint(-900, 900)
-            offset = span * index // max(count, 1) + jitter
-            start = PERIOD_START + min(span, max(0, offset))
-            log = generate_log(
-                rng, battle_id, kind=kind, start=start, duplicate=duplicate
+        for log, compressed in logs:
+            path = log_path(
+                directory, log.battle_id, layout=layout, compressed=compressed
             )
-
-            path = log_path(directory, battle_id, layout=layout, compressed=compressed)
             path.parent.mkdir(parents=True, exist_ok=True)
             payload = log.data
             if compressed:
@@ -1748,11 +1804,63 @@ def write_corpus(
             path.write_bytes(payload)
             if truth_file is not None:
                 truth_file.write(json.dumps(log.truth, ensure_ascii=False) + "\n")
-            written.append(CorpusFile(battle_id, path))
+            written.append(CorpusFile(log.battle_id, path))
     finally:
         if truth_file is not None:
             truth_file.close()
     return written
+
+
+def _spread_logs(
+    count: int,
+    seed: int,
+    first_id: int,
+    gzip_share: float,
+    duplicate_share: float,
+    weights: dict[str, float],
+) -> Iterator[tuple[GeneratedLog, bool]]:
+    # Yields each log and whether to compress it, with one-off players and
+    # starts spread evenly over the period.
+    span = PERIOD_END - MAX_DURATION - 1 - PERIOD_START
+    for index in range(count):
+        battle_id = first_id + index
+        rng = random.Random(f"tzb-corpus:{seed}:{battle_id}")
+        compressed = rng.random() < gzip_share
+        duplicate = rng.random() < duplicate_share
+        kind = _pick_kind(rng, weights)
+        jitter = rng.randint(-900, 900)
+        offset = span * index // max(count, 1) + jitter
+        start = PERIOD_START + min(span, max(0, offset))
+        log = generate_log(rng, battle_id, kind=kind, start=start, duplicate=duplicate)
+        yield log, compressed
+
+
+def _scheduled_logs(
+    schedule: Schedule,
+    count: int,
+    seed: int,
+    first_id: int,
+    gzip_share: float,
+    duplicate_share: float,
+    weights: dict[str, float],
+) -> Iterator[tuple[GeneratedLog, bool]]:
+    # Yields each log and whether to compress it, with the starts and players
+    # that the schedule gives. Bots play PvE only.
+    for index in range(count):
+        battle_id = first_id + index
+        rng = random.Random(f"tzb-population:{seed}:{battle_id}")
+        compressed = rng.random() < gzip_share
+        duplicate = rng.random() < duplicate_share
+        cast = schedule.next_cast()
+        kind = "pve" if cast.lead.bot else _pick_kind(rng, weights)
+        battle = _Battle(rng, battle_id, kind, cast.start, duplicate, cast)
+        log = battle.build()
+        survivors = [
+            unit.member for unit in battle.units
+            if unit.member is not None and unit.alive
+        ]
+        schedule.finish(cast, battle.kind, battle.end, survivors)
+        yield log, compressed
 
 
 def _argument_parser() -> argparse.ArgumentParser:
@@ -1794,6 +1902,30 @@ def _argument_parser() -> argparse.ArgumentParser:
         help=f"also write the expected parses to {TRUTH_FILE}",
     )
 
+    population = parser.add_argument_group(
+        "population",
+        "Recurring players instead of new ones in every battle. --players enables "
+        f"it; the members go to {POPULATION_FILE}, and a log's bytes then also "
+        "depend on the options below and on every earlier battle.",
+    )
+    population.add_argument(
+        "--players", type=int, metavar="N",
+        help="number of human players (1 or more)",
+    )
+    population.add_argument(
+        "--bots", type=int, default=0, metavar="N",
+        help="number of bots, which play solo PvE nearly round the clock (default 0)",
+    )
+    population.add_argument(
+        "--clans", type=int, metavar="N",
+        help="number of clans, at most --players (default players / 8, at least 2)",
+    )
+    population.add_argument(
+        "--interval", type=float, metavar="SECONDS",
+        help=f"mean seconds between the starts of players' battles (default "
+        f"{DEFAULT_INTERVAL:g}); bots add battles of their own",
+    )
+
     return parser
 
 
@@ -1820,6 +1952,10 @@ def main(argv: list[str] | None = None) -> int:
             duplicate_share=args.duplicate_share,
             kinds=args.kinds,
             truth=args.truth,
+            players=args.players,
+            bots=args.bots,
+            clans=args.clans,
+            interval=args.interval,
         )
     except ValueError as error:
         parser.error(str(error))
