@@ -16,7 +16,7 @@ from services.gateway.openapi import LANGUAGE, error_responses
 from services.gateway.web import api, envelope, json_response, request_id_of
 
 
-#: The challenge of a 401 answer (RFC 6750).
+#: The challenge of a 401 response (RFC 6750).
 BEARER_CHALLENGE = 'Bearer realm="tzr-admin"'
 LIST_PARAMETERS = ("limit", "status")
 DEFAULT_LIST_LIMIT = 20
@@ -64,8 +64,8 @@ class AdminRoutes:
 
     ingest = RpcProxy("ingest")
 
-    def _refuse_admin(self, request, route: str) -> Response | None:
-        """Return the 401 answer when the bearer token is missing or wrong, else None."""
+    def _reject_admin(self, request, route: str) -> Response | None:
+        """Return the 401 response when the bearer token is missing or wrong, else None."""
         try:
             self.guard.admit_admin(request, route)
         except InvalidAdminToken as error:
@@ -79,32 +79,32 @@ class AdminRoutes:
 
     @api("POST", "/api/admin/collect", route="admin_collect_start")
     def admin_collect_start(self, request):
-        refused = self._refuse_admin(request, "admin_collect_start")
-        if refused is not None:
-            return refused
+        rejected = self._reject_admin(request, "admin_collect_start")
+        if rejected is not None:
+            return rejected
         job = self._call_ingest("collect_start", _json_object(request))
         return _answer(request, job=job)
 
     @api("GET", "/api/admin/collect", route="admin_collect_jobs")
     def admin_collect_jobs(self, request):
-        refused = self._refuse_admin(request, "admin_collect_jobs")
-        if refused is not None:
-            return refused
+        rejected = self._reject_admin(request, "admin_collect_jobs")
+        if rejected is not None:
+            return rejected
         limit, status = _list_arguments(request)
         return _answer(request, jobs=self._call_ingest("collect_jobs", limit, status))
 
     @api("GET", "/api/admin/collect/<job_id>", route="admin_collect_progress")
     def admin_collect_progress(self, request, job_id):
-        refused = self._refuse_admin(request, "admin_collect_progress")
-        if refused is not None:
-            return refused
+        rejected = self._reject_admin(request, "admin_collect_progress")
+        if rejected is not None:
+            return rejected
         return _answer(request, job=self._call_ingest("collect_progress", _job_id(job_id)))
 
     @api("POST", "/api/admin/collect/<job_id>/abort", route="admin_collect_abort")
     def admin_collect_abort(self, request, job_id):
-        refused = self._refuse_admin(request, "admin_collect_abort")
-        if refused is not None:
-            return refused
+        rejected = self._reject_admin(request, "admin_collect_abort")
+        if rejected is not None:
+            return rejected
         return _answer(request, job=self._call_ingest("collect_abort", _job_id(job_id)))
 
 

@@ -224,5 +224,5 @@ def test_malformed_admin_tokens_stop_gateway(runner_factory, admin_config):
     admin_config["GATEWAY"]["admin_tokens"] = "admin:not-a-hash"
     runner = runner_factory(admin_config, GatewayService)
 
-    with pytest.raises(ValueError, match="admin_tokens entry for 'admin' needs a 64-digit hex SHA-256 hash"):
+    with pytest.raises(ValueError, match="admin_tokens.*64-digit hex SHA-256 hash"):
         runner.start()

@@ -41,6 +41,14 @@ def stop(process: subprocess.Popen) -> str:
     return output
 
 
+def slow_request_in_flight(game) -> bool:
+    """Return whether the simulator is holding the reply to GETMYBATTLE for FIRST_ID + 5."""
+    requests = game.commands("GETMYBATTLE")
+    if not requests or requests[-1].finished_at is not None:
+        return False
+    return game.commands("POST")[-1].attributes["t"] == f"//blook {FIRST_ID + 5}"
+
+
 def test_scheduled_forward_job_under_nameko_run(collect_config, collect_tables, game, tmp_path):
     config = {key: value for key, value in collect_config.items() if key in ("AMQP_URI", "INGEST", "COLLECT")}
     config["INGEST"] = {**config["INGEST"], "interval": 1}
@@ -53,8 +61,7 @@ def test_scheduled_forward_job_under_nameko_run(collect_config, collect_tables, 
 
         # While a bot waits on the slow reply, the service still serves RPC
         # at once: the socket waits are green, not blocking the hub.
-        assert wait_for(lambda: game.commands("GETMYBATTLE") and game.commands("GETMYBATTLE")[-1].finished_at is None
-                        and game.commands("POST")[-1].attributes["t"].endswith(str(FIRST_ID + 5)), timeout=20)
+        assert wait_for(lambda: slow_request_in_flight(game), timeout=20)
         with ServiceRpcProxy("ingest", config, timeout=10) as ingest:
             started = time.monotonic()
             jobs = ingest.collect_jobs(5)

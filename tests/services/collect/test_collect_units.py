@@ -105,7 +105,7 @@ def test_forward_plan_leaves_gap_behind_fetched_id():
     assert (action.battle_id, action.force) == (104, True)
 
 
-def test_forward_plan_old_not_found_ids_do_not_count():
+def test_forward_plan_ignores_old_missing_ids():
     """Ids at or below the newest known battle are behind the head."""
     plan = ForwardPlan(50, None, head_misses=2, newest=60)
     actions = [plan.next_action() for _ in range(3)]
