@@ -384,7 +384,10 @@ def player_profile(connection, login: str, params: dict) -> dict:
         "SELECT l.name, l.category, sum(l.qty)::bigint AS qty, count(DISTINCT l.battle) AS battles"
         " FROM participants p JOIN battles b ON b.id = p.battle"
         " JOIN loot l ON l.battle = p.battle AND l.pid = p.pid"
-        f" WHERE {where.sql()} GROUP BY l.name, l.category ORDER BY qty DESC, l.name NULLS LAST",
+        # As in the marts: a pickup whose id is not among the map objects
+        # cannot be tied to an item that entered the game here.
+        f" WHERE {where.sql()} AND l.on_map IS NOT FALSE"
+        " GROUP BY l.name, l.category ORDER BY qty DESC, l.name NULLS LAST",
         where.values,
     )
     battles = summary["battles"]

@@ -2,12 +2,11 @@
 
 Every method takes the parameters of one query as a mapping (the query
 string of the gateway's route, or JSON values over RPC), checks them with
-:mod:`services.battles.params` and answers from PostgreSQL. List answers are
+:mod:`services.battles.params` and queries PostgreSQL. List answers are
 pages: ``{"items", "total", "page", "limit", "has_more"}``.
 """
 
 from dataclasses import dataclass
-from functools import wraps
 from logging import getLogger
 
 import psycopg
@@ -91,33 +90,34 @@ BOTS = {**p.PAGE, **p.PERIOD, "min_score": Param("number", default=0.4, minimum=
 QUALITY = {**p.PERIOD, **p.SERVER, "gaps": Param("integer", default=20, minimum=0, maximum=1000)}
 
 
-def _database(method):
-    """Borrow a connection for the method and turn database failures into ServiceUnavailable."""
+def run_query(pool, query, *args):
+    """Run ``query(connection, *args)`` on a read-only connection from ``pool``.
 
-    @wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            with self.db.connection() as connection:
-                connection.read_only = True
-                return method(self, connection, *args, **kwargs)
-        except PoolTimeout as error:
-            _log.error("%s: no database connection: %s", method.__name__, error)
-            raise ServiceUnavailable(f"the analytics database did not answer: {error}") from None
-        except psycopg.errors.QueryCanceled as error:
-            _log.error("%s: the query ran past the statement timeout: %s", method.__name__, error)
-            raise ServiceUnavailable("the query took too long") from None
-        except psycopg.OperationalError as error:
-            _log.error("%s: the database failed: %s", method.__name__, error)
-            raise ServiceUnavailable(f"the analytics database failed: {error}") from None
-
-    return wrapper
+    Database failures become :class:`ServiceUnavailable`: no connection
+    within the pool timeout, a statement cancelled by the statement timeout,
+    or a connection that broke.
+    """
+    name = getattr(query, "__name__", "query")
+    try:
+        with pool.connection() as connection:
+            connection.read_only = True
+            return query(connection, *args)
+    except PoolTimeout as error:
+        _log.error("%s: no database connection: %s", name, error)
+        raise ServiceUnavailable(f"the analytics database did not answer: {error}") from None
+    except psycopg.errors.QueryCanceled as error:
+        _log.error("%s: the query ran past the statement timeout: %s", name, error)
+        raise ServiceUnavailable("the query took too long") from None
+    except psycopg.OperationalError as error:
+        _log.error("%s: the database failed: %s", name, error)
+        raise ServiceUnavailable(f"the analytics database failed: {error}") from None
 
 
 EXPECTED = (ServiceError,)
 
 
 class BattlesService:
-    """Answers the analytics API: battles, players, clans, time and map, economy, integrity.
+    """Serves the analytics API: battles, players, clans, time and map, economy, integrity.
 
     Config section ``BATTLES``: ``dsn``, ``timezone`` (of the activity
     heatmap, default Europe/Moscow), ``statement_timeout`` (milliseconds),
@@ -142,109 +142,93 @@ class BattlesService:
     # Battles.
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def search_battles(self, connection, params=None):
-        """Battles matching player, clan, monster kind, type, PvP, location, server and period; newest first."""
-        return queries.search_battles(connection, p.parse(params, SEARCH))
+    def search_battles(self, params=None):
+        """Return battles matching player, clan, monster kind, type, PvP, location, server and period, newest first."""
+        return run_query(self.db, queries.search_battles, p.parse(params, SEARCH))
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def get_battle(self, connection, battle_id, params=None):
-        """One battle with its participants, kills, loot and damage per turn and side."""
-        return queries.get_battle(connection, p.battle_id(battle_id), p.parse(params, ONE_BATTLE))
+    def get_battle(self, battle_id, params=None):
+        """Return one battle with its participants, kills, loot and damage per turn and side."""
+        return run_query(self.db, queries.get_battle, p.battle_id(battle_id), p.parse(params, ONE_BATTLE))
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def raw_log(self, connection, battle_id, params=None):
-        """The stored log file of one battle, base64-encoded in ``content_base64``."""
-        return queries.raw_log(connection, p.battle_id(battle_id), p.parse(params, ONE_BATTLE))
+    def raw_log(self, battle_id, params=None):
+        """Return the stored log file of one battle, base64-encoded in ``content_base64``."""
+        return run_query(self.db, queries.raw_log, p.battle_id(battle_id), p.parse(params, ONE_BATTLE))
 
     # Players.
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def player_profile(self, connection, login, params=None):
-        """A player's battles, survival, kills by kind, damage by hit kind and effect, heals and loot."""
-        return queries.player_profile(connection, p.identifier(login, "login", 64), p.parse(params, PROFILE))
+    def player_profile(self, login, params=None):
+        """Return a player's battles, survival, kills by kind, damage by hit kind and effect, heals and loot."""
+        return run_query(self.db, queries.player_profile, p.identifier(login, "login", 64), p.parse(params, PROFILE))
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def top_players(self, connection, params=None):
-        """Players ranked by a named metric over whole UTC days."""
-        return queries.top_players(connection, p.parse(params, TOP))
+    def top_players(self, params=None):
+        """Rank players by a named metric over whole UTC days."""
+        return run_query(self.db, queries.top_players, p.parse(params, TOP))
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def player_allies(self, connection, login, params=None):
-        """Players seen on the same side as ``login``, most shared battles first."""
+    def player_allies(self, login, params=None):
+        """List the players seen on the same side as ``login``, most shared battles first."""
         login = p.identifier(login, "login", 64)
-        return queries.player_relations(connection, login, p.parse(params, RELATIONS), allies=True)
+        return run_query(self.db, queries.player_relations, login, p.parse(params, RELATIONS), True)
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def player_rivals(self, connection, login, params=None):
-        """Players seen on another side than ``login``, with kills each way."""
+    def player_rivals(self, login, params=None):
+        """List the players seen on another side than ``login``, with kills each way."""
         login = p.identifier(login, "login", 64)
-        return queries.player_relations(connection, login, p.parse(params, RELATIONS), allies=False)
+        return run_query(self.db, queries.player_relations, login, p.parse(params, RELATIONS), False)
 
     # Clans.
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def clan_profile(self, connection, name, params=None):
-        """A clan's members, battles, survival, kills and wars."""
-        return queries.clan_profile(connection, p.identifier(name, "clan", 64), p.parse(params, CLAN))
+    def clan_profile(self, name, params=None):
+        """Return a clan's members, battles, survival, kills and wars."""
+        return run_query(self.db, queries.clan_profile, p.identifier(name, "clan", 64), p.parse(params, CLAN))
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def clan_wars(self, connection, params=None):
-        """Pairs of clans that met on opposite sides, most battles first."""
-        return queries.clan_wars(connection, p.parse(params, WARS))
+    def clan_wars(self, params=None):
+        """List the pairs of clans that met on opposite sides, most battles first."""
+        return run_query(self.db, queries.clan_wars, p.parse(params, WARS))
 
     # Time and map.
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def activity_heatmap(self, connection, params=None):
-        """Battles by weekday (Monday first) and hour in a time zone."""
-        return queries.activity_heatmap(connection, p.parse(params, HEATMAP), self.settings.timezone)
+    def activity_heatmap(self, params=None):
+        """Count battles by weekday (Monday first) and hour in a time zone."""
+        return run_query(self.db, queries.activity_heatmap, p.parse(params, HEATMAP), self.settings.timezone)
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def locations(self, connection, params=None):
-        """Battles per world location, busiest first."""
-        return queries.locations(connection, p.parse(params, LOCATIONS))
+    def locations(self, params=None):
+        """Count battles per world location, busiest first."""
+        return run_query(self.db, queries.locations, p.parse(params, LOCATIONS))
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def pvp_hotspots(self, connection, params=None):
-        """Locations with the most PvP battles."""
-        return queries.pvp_hotspots(connection, p.parse(params, HOTSPOTS))
+    def pvp_hotspots(self, params=None):
+        """List the locations with the most PvP battles."""
+        return run_query(self.db, queries.pvp_hotspots, p.parse(params, HOTSPOTS))
 
     # Economy.
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def resources(self, connection, params=None):
-        """Items picked up per battle day (or in total) and resource, optionally at one location."""
-        return queries.resources(connection, p.parse(params, RESOURCES))
+    def resources(self, params=None):
+        """Sum the items picked up per battle day (or in total) and resource, optionally at one location."""
+        return run_query(self.db, queries.resources, p.parse(params, RESOURCES))
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def monsters(self, connection, params=None):
-        """Statistics per monster kind and elite marker."""
-        return queries.monsters(connection, p.parse(params, MONSTERS))
+    def monsters(self, params=None):
+        """Return statistics per monster kind and elite marker."""
+        return run_query(self.db, queries.monsters, p.parse(params, MONSTERS))
 
     # Integrity.
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def bot_candidates(self, connection, params=None):
-        """Players whose bot-suspicion score reaches ``min_score`` on some day, with the reasons."""
-        return queries.bot_candidates(connection, p.parse(params, BOTS))
+    def bot_candidates(self, params=None):
+        """List the players whose bot-suspicion score reaches ``min_score`` on some day, with the reasons."""
+        return run_query(self.db, queries.bot_candidates, p.parse(params, BOTS))
 
     @rpc(expected_exceptions=EXPECTED)
-    @_database
-    def data_quality(self, connection, params=None):
-        """Files by outcome, quarantine reasons, data-quality flags, gaps in battle ids, last ingestion."""
-        return queries.data_quality(connection, p.parse(params, QUALITY))
+    def data_quality(self, params=None):
+        """Report files by outcome, quarantine reasons, data-quality flags, gaps in battle ids and the last ingestion."""
+        return run_query(self.db, queries.data_quality, p.parse(params, QUALITY))

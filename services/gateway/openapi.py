@@ -70,7 +70,11 @@ OPENAPI = {
     },
     "servers": [{"url": "/"}],
     "components": {
-        "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        "securitySchemes": {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "bearerAuth": {"type": "http", "scheme": "bearer",
+                           "description": "An admin token whose SHA-256 is in GATEWAY.admin_tokens."},
+        },
         "schemas": {
             "Error": {
                 "type": "object",
