@@ -112,6 +112,10 @@ class _Where:
         return " AND ".join(self.parts) if self.parts else "TRUE"
 
 
+def _server_only(params: dict, column: str) -> str:
+    return f"{column} = %(server)s" if params.get("server") is not None else "TRUE"
+
+
 def _rows(connection, query: str, values: dict | None = None) -> list[dict]:
     with connection.cursor(row_factory=dict_row) as cursor:
         cursor.execute(query, values or {})
@@ -865,6 +869,30 @@ def data_quality(connection, params: dict) -> dict:
         battles.values,
     )
     gaps.sort(key=lambda gap: (-gap["missing"], gap["server"], gap["first"]))
+    largest = gaps[: params["gaps"]]
+    # What collection knows of the ids in each listed gap: a battle that
+    # does not exist is no loss, a failed fetch can be retried.
+    if largest:
+        known = _rows(
+            connection,
+            "SELECT g.position, c.status, count(*) AS ids"
+            " FROM unnest(%(servers)s::text[], %(firsts)s::bigint[], %(lasts)s::bigint[])"
+            "  WITH ORDINALITY AS g (server, first, last, position)"
+            " JOIN collect_battles c ON c.server = g.server AND c.battle_id BETWEEN g.first AND g.last"
+            " GROUP BY g.position, c.status",
+            {"servers": [gap["server"] for gap in largest], "firsts": [gap["first"] for gap in largest],
+             "lasts": [gap["last"] for gap in largest]},
+        )
+        for gap in largest:
+            gap["collection"] = {}
+        for row in known:
+            largest[row["position"] - 1]["collection"][row["status"]] = row["ids"]
+    collection = _rows(
+        connection,
+        f"SELECT c.status, count(*) AS ids FROM collect_battles c WHERE {_server_only(params, 'c.server')}"
+        " GROUP BY c.status ORDER BY c.status",
+        {"server": params.get("server")},
+    )
     last_run = _row(
         connection,
         "SELECT id, trigger, status, started_at, finished_at, files, loaded, replaced, duplicates,"
@@ -889,8 +917,9 @@ def data_quality(connection, params: dict) -> dict:
         "gaps": {
             "ranges": len(gaps),
             "missing_ids": sum(gap["missing"] for gap in gaps),
-            "largest": gaps[: params["gaps"]],
+            "largest": largest,
         },
+        "collection": {row["status"]: row["ids"] for row in collection},
         "last_ingestion": last_run,
     }
 

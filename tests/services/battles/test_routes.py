@@ -5,6 +5,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
 
@@ -401,6 +402,26 @@ def test_data_quality(api, corpus):
     duplicated = sum("duplicated_log" in b["battle"]["flags"] for b in corpus.battles)
     assert body["flags"].get("duplicated_log", 0) == duplicated
     assert body["last_ingestion"]["status"] == "completed_with_errors"
+    assert body["collection"] == {}
+
+
+def test_data_quality_shows_what_collection_knows(api, corpus):
+    missing = corpus.missing
+    rows = [(missing[0], "not_found", None), (missing[1], "not_found", None), (missing[3], "failed", "timeout")]
+    with psycopg.connect(corpus.dsn, autocommit=True) as connection:
+        for battle_id, status, reason in rows:
+            connection.execute(
+                "INSERT INTO collect_battles (server, battle_id, status, reason, attempts) VALUES ('main', %s, %s, %s, 1)",
+                (battle_id, status, reason),
+            )
+        try:
+            body = ok(api("/api/integrity/quality"))
+            other = ok(api("/api/integrity/quality", server="other"))
+        finally:
+            connection.execute("DELETE FROM collect_battles")
+    assert body["collection"] == {"not_found": 2, "failed": 1}
+    assert [gap["collection"] for gap in body["gaps"]["largest"]] == [{"not_found": 2}, {"failed": 1}]
+    assert other["collection"] == {} and other["gaps"]["largest"] == []
 
 
 # Errors and guards.
