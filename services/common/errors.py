@@ -146,6 +146,35 @@ class GameServerError(ServiceError):
 
 
 @_register
+class GameServerNoReply(ServiceError):
+    """A registration failed because the game server never confirmed it and made no account."""
+
+    code, status = "game_server_no_reply", 502
+
+
+@_register
+class GameServerInternalError(ServiceError):
+    code, status = "game_server_internal_error", 502
+
+
+@_register
+class GameAccountNotFound(ServiceError):
+    code, status = "game_account_not_found", 502
+
+
+@_register
+class GameServerTimeout(ServiceError):
+    """The game server gave no usable reply, so whether the command ran is not known."""
+
+    code, status, retryable = "game_server_timeout", 504, True
+
+
+@_register
+class PasswordPartlyChanged(ServiceError):
+    code, status, retryable = "password_partly_changed", 502, True
+
+
+@_register
 class GameServerUnavailable(ServiceError):
     code, status, retryable = "game_server_unavailable", 503, True
 

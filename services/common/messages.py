@@ -97,6 +97,35 @@ MESSAGES = {
         "ru": "Игровой сервер отклонил запрос.",
         "en": "The game server rejected the request.",
     },
+    "game_server_no_reply": {
+        "ru": "Игровой сервер не ответил на регистрацию, и аккаунт не создан. "
+              "Отправьте регистрацию заново с новым идентификатором запроса.",
+        "en": "The game server never answered this registration, and no account was created. "
+              "Send the registration again with a new request id.",
+    },
+    "game_server_internal_error": {
+        "ru": "На игровом сервере произошла внутренняя ошибка, запрос не выполнен. Попробуйте позже; "
+              "если ошибка повторяется, сообщите администрации сервера.",
+        "en": "The game server had an internal error and did not carry out the request. Try again later, "
+              "and tell the server's administrators if it keeps failing.",
+    },
+    "game_account_not_found": {
+        "ru": "На игровом сервере нет персонажа {logins}, хотя он привязан к этому аккаунту Telegram. "
+              "Сообщите администрации сервера.",
+        "en": "The game server has no character {logins}, although it is linked to this Telegram account. "
+              "Tell the server's administrators.",
+    },
+    "game_server_timeout": {
+        "ru": "Игровой сервер не ответил вовремя, поэтому пароль мог не измениться. Повторите запрос позже.",
+        "en": "The game server did not answer in time, so the password may not have changed. "
+              "Repeat the request later.",
+    },
+    "password_partly_changed": {
+        "ru": "Пароль изменён не для всех персонажей: изменён для {changed}, не изменён для {failed}. "
+              "Повторите запрос позже, чтобы изменить остальные.",
+        "en": "The password was not changed for every character: changed for {changed}, not for {failed}. "
+              "Repeat the request later to change the rest.",
+    },
     "game_server_unavailable": {
         "ru": "Игровой сервер недоступен. Попробуйте позже.",
         "en": "The game server is unavailable. Try again later.",
