@@ -100,6 +100,10 @@ def _check_telegram(payload: dict, fields: dict) -> tuple[int | None, dict | Non
                                  and _is_integer(auth.get("id")) and _is_integer(auth.get("auth_date"))):
         fields[_TELEGRAM_AUTH_FIELD] = "telegram_auth.invalid"
         auth = None
+    elif auth is not None and not 0 < auth["id"] <= TELEGRAM_ID_MAX:
+        # The id becomes the Telegram id, so it gets the same check.
+        fields[_TELEGRAM_AUTH_FIELD] = "telegram_id.positive"
+        auth = None
     return telegram_id, auth
 
 

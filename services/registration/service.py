@@ -17,7 +17,10 @@ is reserved, so no step can leave an orphan behind:
    settled by looking for the account in the game's ``users`` table.
 
 A timer settles pending registrations that a crashed worker left behind, in
-the same way as a lost reply.
+the same way as a lost reply. A request whose caller has stopped waiting
+(its deadline in the context data has passed) is refused before step 1 and
+before step 4, so a call that waited in the queue while the service was
+down never creates an account that the client was told failed.
 """
 
 import time
@@ -29,8 +32,13 @@ import redis as redis_library
 from nameko.rpc import rpc
 
 from services.common.errors import (
+    GameAccountNotFound,
     GameServerError,
+    GameServerInternalError,
+    GameServerNoReply,
+    GameServerTimeout,
     GameServerUnavailable,
+    InternalError,
     LoginTaken,
     NoAccounts,
     NotInTelegramGroup,
@@ -42,7 +50,7 @@ from services.common.errors import (
 )
 from services.common.mariadb import MariaDB, MariaDBUnavailable
 from services.common.redis import Redis
-from services.common.request_context import RequestContext
+from services.common.request_context import RequestContext, request_id_var
 from services.common.timer import config_timer
 from services.game.client import AdminClient, GameConnectFailed, GameError, GameRefused
 from services.game.password import transform_password
@@ -54,9 +62,17 @@ from services.registration.telegram import GroupMembership, verify_login_widget
 
 _log = getLogger(__name__)
 
-# Error codes of the game server that mean the login exists already.
+# Error codes of the game server that mean the login exists already, that
+# it failed inside, and that it has no such account.
 LOGIN_EXISTS_CODES = frozenset({"LOGIN_EXISTS", "USER_EXISTS", "EXISTS"})
-_STORED_ERRORS = {cls.code: cls for cls in (LoginTaken, GameServerError)}
+INTERNAL_ERROR_CODES = frozenset({"INTERNAL"})
+NO_ACCOUNT_CODES = frozenset({"NO_SUCH_USER"})
+_STORED_ERRORS = {
+    cls.code: cls for cls in (LoginTaken, GameServerError, GameServerNoReply, GameServerInternalError)
+}
+# What registrations settled by look-up stored as their detail before they
+# got the game_server_no_reply code.
+_LEGACY_NO_REPLY_DETAIL = "no reply from the game server and no account"
 _POLL_INTERVAL = 0.2
 _DEADLOCK = 1213
 _DEADLOCK_ATTEMPTS = 5
@@ -83,16 +99,20 @@ class RegistrationService:
         Raises the errors of :mod:`services.common.errors`: validation,
         Telegram, limit, login and game-server failures.
         """
+        self._refuse_if_expired("registration", request_id)
         request_id = check_request_id(request_id)
         request = parse_register(payload)
         telegram_id = self._telegram_id(request.telegram_id, request.telegram_auth)
-        hash_ = store.request_hash(request.login, request.gender, telegram_id, request.username)
+        password_hash = transform_password(request.password)
+        hash_ = store.request_hash(request.login, request.gender, telegram_id, request.username, password_hash)
 
         stored = self._stored_outcome(request_id, hash_)
         if stored is not None:
             return stored
         self._check_group(telegram_id)
 
+        # The outcome check and the group check may have waited.
+        self._refuse_if_expired("registration", request_id)
         try:
             registration = self._reserve(request_id, hash_, telegram_id, request)
         except store.DuplicateRequest:
@@ -102,16 +122,18 @@ class RegistrationService:
             raise ServiceUnavailable(f"MariaDB is unavailable: {error}") from None
         _log.info("registration %s: reserved login %r for telegram user %s", request_id, request.login, telegram_id)
 
-        self._create_account(registration, transform_password(request.password))
+        self._create_account(registration, password_hash)
         return self._outcome(self._find(request_id))
 
     @rpc(sensitive_arguments=("payload.password",))
     def recover(self, payload, request_id):
-        """Set a new password on every login of a Telegram user; return ``{"logins": [...]}``.
+        """Set a new password on every login of a Telegram user; return ``{"logins": [...], "failed": [...]}``.
 
-        Raises ``NoAccounts`` when no login is linked, and the game server's
-        errors when it changed none of them.
+        ``logins`` lists the logins whose password changed and ``failed``
+        the others. Raises ``NoAccounts`` when no login is linked, and an
+        error for the game server's answers when it changed none of them.
         """
+        self._refuse_if_expired("recovery", request_id)
         check_request_id(request_id)
         request = parse_recover(payload)
         telegram_id = self._telegram_id(request.telegram_id, request.telegram_auth)
@@ -123,22 +145,21 @@ class RegistrationService:
         if not logins:
             raise NoAccounts(f"telegram user {telegram_id} has no linked logins")
 
+        self._refuse_if_expired("recovery", request_id)
         transform = transform_password(request.password)
-        changed, failures = [], []
+        changed, failures = [], {}
         for login in logins:
             try:
                 self._game().change_password(login, transform)
                 changed.append(login)
             except GameError as error:
                 _log.error("recovery %s: NEWPAS for %r failed: %s", request_id, login, error)
-                failures.append(error)
+                failures[login] = error
         _log.info("recovery %s: changed %d of %d logins of telegram user %s",
                   request_id, len(changed), len(logins), telegram_id)
         if not changed:
-            if all(isinstance(error, GameConnectFailed) for error in failures):
-                raise GameServerUnavailable("the game server could not be reached")
-            raise GameServerError(str(failures[0]))
-        return {"logins": changed, "failed": [login for login in logins if login not in changed]}
+            raise _recovery_error(failures)
+        return {"logins": changed, "failed": [login for login in logins if login in failures]}
 
     @rpc
     def ready(self):
@@ -164,9 +185,16 @@ class RegistrationService:
             _log.warning("cannot look for stale registrations: %s", error)
             return
         for registration in stale:
-            _log.warning("registration %s: pending since %s, settling it", registration.request_id,
-                         registration.updated_at)
-            self._settle_by_lookup(registration, reason="left pending")
+            # The timer has no request of its own: its lines carry the registration's.
+            token = request_id_var.set(registration.request_id)
+            try:
+                _log.warning("registration %s: pending since %s, settling it", registration.request_id,
+                             registration.updated_at)
+                self._settle_by_lookup(registration, reason="left pending")
+            except ServiceUnavailable:
+                pass  # logged by _settle_by_lookup; the next tick tries again
+            finally:
+                request_id_var.reset(token)
 
     # -- steps ------------------------------------------------------------------
 
@@ -198,6 +226,14 @@ class RegistrationService:
             attempts=settings.connect_attempts,
         )
 
+    def _refuse_if_expired(self, operation: str, request_id) -> None:
+        """Raise ServiceUnavailable, doing nothing, when the caller's deadline has passed."""
+        overdue = self.context.seconds_past_deadline()
+        if overdue is None:
+            return
+        _log.warning("%s %s: the caller stopped waiting %.1f s ago; not carried out", operation, request_id, overdue)
+        raise ServiceUnavailable(f"the caller's deadline passed {overdue:.1f} s ago")
+
     def _telegram_id(self, claimed: int | None, auth: dict | None) -> int:
         settings = self.settings
         if auth is None:
@@ -205,7 +241,9 @@ class RegistrationService:
                 raise ValidationFailed("telegram_auth is required", fields={"telegram_auth": "field.required"})
             return claimed
         if not settings.bot_token:
-            raise ServiceUnavailable("telegram_auth cannot be verified: no bot token is configured")
+            # A configuration error, not an outage: retrying will not help.
+            _log.error("telegram_auth cannot be verified: set TELEGRAM_BOT_TOKEN or TELEGRAM_BOT_TOKEN_FILE")
+            raise InternalError("telegram_auth cannot be verified: TELEGRAM_BOT_TOKEN is not set")
         verified = verify_login_widget(auth, settings.bot_token, settings.telegram_auth_max_age)
         if claimed is not None and claimed != verified:
             raise ValidationFailed("telegram_id differs from telegram_auth",
@@ -269,6 +307,8 @@ class RegistrationService:
         if registration.state == "pending":
             raise RequestInProgress(f"registration {registration.request_id} is still in progress")
         error = _STORED_ERRORS.get(registration.error_code, GameServerError)
+        if error is GameServerError and (registration.error_detail or "").startswith(_LEGACY_NO_REPLY_DETAIL):
+            error = GameServerNoReply
         raise error(registration.error_detail)
 
     def _create_account(self, registration: store.Registration, password_hash: str) -> None:
@@ -281,14 +321,21 @@ class RegistrationService:
             _log.error("registration %s: game server unreachable, forgetting it: %s", request_id, error)
             self._apply(store.forget, registration)
             raise GameServerUnavailable(str(error)) from None
+        except ValueError as error:
+            # ADDUSER could not be built, so nothing was sent.
+            _log.error("registration %s: ADDUSER not sent, forgetting it: %s", request_id, error)
+            self._apply(store.forget, registration)
+            raise InternalError(f"ADDUSER could not be built: {error}") from None
         except GameRefused as error:
-            if (error.code or "").upper() in LOGIN_EXISTS_CODES:
+            code = (error.code or "").upper()
+            if code in LOGIN_EXISTS_CODES:
                 _log.info("registration %s: the game has login %r already", request_id, registration.login)
                 self._apply(store.fail, registration, LoginTaken.code, f"game server: {error.code}")
                 raise LoginTaken(f"the game server has login {registration.login!r}") from None
+            failure = GameServerInternalError if code in INTERNAL_ERROR_CODES else GameServerError
             _log.error("registration %s: the game server rejected ADDUSER: %s", request_id, error)
-            self._apply(store.fail, registration, GameServerError.code, str(error))
-            raise GameServerError(str(error)) from None
+            self._apply(store.fail, registration, failure.code, str(error))
+            raise failure(str(error)) from None
         except GameError as error:
             # The command may or may not have run. An account in the game's
             # users table settles it now; otherwise the registration stays
@@ -327,8 +374,8 @@ class RegistrationService:
                     store.activate(connection, registration, account_id)
                     _log.info("registration %s: the account exists, activated", registration.request_id)
                     return True
-                store.fail(connection, registration, GameServerError.code,
-                           f"no reply from the game server and no account: {reason}")
+                store.fail(connection, registration, GameServerNoReply.code,
+                           f"{_LEGACY_NO_REPLY_DETAIL}: {reason}")
                 _log.info("registration %s: no account in the game, failed", registration.request_id)
                 return False
         except MariaDBUnavailable as error:
@@ -344,6 +391,23 @@ class RegistrationService:
             _log.error("registration %s: %s not recorded, the timer will settle it: %s",
                        registration.request_id, step.__name__, error)
             raise ServiceUnavailable(f"MariaDB is unavailable: {error}") from None
+
+
+def _recovery_error(failures: dict[str, GameError]) -> ServiceError:
+    """Return the error for a recovery that changed no login, from what failed for each."""
+    errors = list(failures.values())
+    if all(isinstance(error, GameConnectFailed) for error in errors):
+        return GameServerUnavailable("the game server could not be reached")
+    refusals = [error for error in errors if isinstance(error, GameRefused)]
+    codes = {(error.code or "").upper() for error in refusals}
+    if refusals and len(refusals) == len(errors) and codes <= NO_ACCOUNT_CODES:
+        logins = ", ".join(failures)
+        return GameAccountNotFound(f"the game server has no account {logins}", params={"logins": logins})
+    if codes & INTERNAL_ERROR_CODES:
+        return GameServerInternalError(str(errors[0]))
+    if refusals:
+        return GameServerError(str(refusals[0]))
+    return GameServerTimeout(str(errors[0]))
 
 
 __all__ = ["RegistrationService"]

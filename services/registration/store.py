@@ -52,13 +52,16 @@ _COLUMNS = (
 )
 
 
-def request_hash(login: str, gender: int, telegram_id: int, username: str | None) -> str:
+def request_hash(login: str, gender: int, telegram_id: int, username: str | None, password_hash: str) -> str:
     """Return a digest of a request's content, to tell a retry from a reuse of its id.
 
-    The password is left out: registration never stores it in any form.
+    ``password_hash`` is the game's password transform, which the game's
+    ``users`` table stores anyway; the password itself never enters the
+    digest, so the digest helps guess it no more than that table does.
     """
     canonical = json.dumps(
-        {"login": login, "gender": gender, "telegram_id": telegram_id, "username": username},
+        {"login": login, "gender": gender, "telegram_id": telegram_id, "username": username,
+         "password_hash": password_hash},
         sort_keys=True, ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import logging
 import time
 import uuid
 
@@ -10,19 +11,27 @@ import pytest
 from nameko.standalone.rpc import ServiceRpcProxy
 
 from services.common.errors import (
-    GameServerError,
+    GameAccountNotFound,
+    GameServerInternalError,
+    GameServerNoReply,
+    GameServerTimeout,
     GameServerUnavailable,
+    InternalError,
     LimitExceeded,
     LoginTaken,
     NoAccounts,
     NotInTelegramGroup,
     RequestIdReused,
     RequestInProgress,
+    ServiceUnavailable,
     TelegramAuthFailed,
     TelegramUnavailable,
     ValidationFailed,
 )
+from services.common.request_context import RequestIdFilter
 from services.game.password import transform_password
+from services.registration import store
+from services.registration.dependencies import RegistrationSettings
 from services.registration.service import RegistrationService
 
 
@@ -185,12 +194,14 @@ def test_game_refusal_frees_login(service, gamedb, simulator):
         raise RuntimeError("the game's database is read-only")
 
     simulator.users_writer = refuse  # the simulator then answers <ERROR code="INTERNAL"/>
-    with pytest.raises(GameServerError):
-        service.register(payload(login="Retry Me"), new_id())
+    with pytest.raises(GameServerInternalError):
+        service.register(payload(login="Retry Me"), "req-internal1")
     assert links(gamedb) == []
     assert rows(gamedb, "SELECT state, login_hold, error_code FROM tzr_registrations") == [
-        ("failed", None, "game_server_error"),
+        ("failed", None, "game_server_internal_error"),
     ]
+    with pytest.raises(GameServerInternalError):
+        service.register(payload(login="Retry Me"), "req-internal1")
 
     simulator.users_writer = writer
     service.register(payload(login="Retry Me"), new_id())
@@ -235,11 +246,13 @@ def test_lost_command_leaves_no_orphan(service, gamedb, simulator, mode):
     assert rows(gamedb, "SELECT state FROM tzr_registrations") == [("pending",)]
     eventlet.sleep(1.2)
 
-    with pytest.raises(GameServerError):
+    with pytest.raises(GameServerNoReply):
         service.register(payload(login="Never Made"), "req-nevermade")
     assert links(gamedb) == []
     assert accounts(gamedb) == []
-    assert rows(gamedb, "SELECT state, login_hold FROM tzr_registrations") == [("failed", None)]
+    assert rows(gamedb, "SELECT state, login_hold, error_code FROM tzr_registrations") == [
+        ("failed", None, "game_server_no_reply"),
+    ]
     assert simulator.count_commands("ADDUSER") == 1
     service.register(payload(login="Never Made"), new_id())
     assert links(gamedb) == [(TELEGRAM_ID, "Never Made")]
@@ -417,3 +430,180 @@ def test_recover_game_down(service, simulator):
 
 def test_ready_reports_backends(service):
     assert service.ready() == {"mariadb": True, "redis": True}
+
+
+# PASSWORDS AND REQUEST IDS
+
+
+def test_same_request_id_other_password_rejected(service, simulator):
+    service.register(payload(login="Keeper"), "req-password1")
+    with pytest.raises(RequestIdReused):
+        service.register({**payload(login="Keeper"), "password": "other-pass1"}, "req-password1")
+    assert service.register(payload(login="Keeper"), "req-password1")["login"] == "Keeper"
+    assert simulator.find_account("Keeper").password_hash == transform_password("qwerty12")
+    assert simulator.count_commands("ADDUSER") == 1
+
+
+def test_login_with_newline_leaves_nothing(service, gamedb, simulator):
+    with pytest.raises(ValidationFailed) as error:
+        service.register(payload(login="Bob\n"), new_id())
+    assert error.value.fields == {"login": "login.charset"}
+    assert rows(gamedb, "SELECT COUNT(*) FROM tzr_registrations") == [(0,)]
+    assert simulator.count_commands("ADDUSER") == 0
+
+
+# DEADLINES
+
+
+def test_expired_deadline_refused_without_effect(service, registration_config, gamedb, simulator, caplog):
+    service.register(payload(login="Early Bird"), new_id())
+    simulator.clear_commands()
+    expired = {"request_id": "late-request-1", "deadline": time.time() - 5}
+
+    with caplog.at_level(logging.WARNING, logger="services.registration"):
+        with ServiceRpcProxy("registration", registration_config, context_data=expired, timeout=30) as late:
+            with pytest.raises(ServiceUnavailable):
+                late.register(payload(login="Too Late"), "late-request-1")
+            with pytest.raises(ServiceUnavailable):
+                late.recover({"password": "newpass9", "telegram_id": TELEGRAM_ID}, "late-request-1")
+
+    assert rows(gamedb, "SELECT login FROM tzr_registrations ORDER BY login") == [("Early Bird",)]
+    assert simulator.commands() == []
+    assert "registration late-request-1: the caller stopped waiting" in caplog.text
+    assert "recovery late-request-1: the caller stopped waiting" in caplog.text
+
+
+def test_future_deadline_accepted(service, registration_config):
+    context = {"request_id": "in-time-0001", "deadline": time.time() + 30}
+    with ServiceRpcProxy("registration", registration_config, context_data=context, timeout=30) as proxy:
+        assert proxy.register(payload(login="In Time"), "in-time-0001")["login"] == "In Time"
+
+
+# TELEGRAM IDS FROM LOGIN DATA
+
+
+def test_negative_id_in_login_data_rejected(service, telegram, gamedb):
+    body = {"login": "Negative", "password": "qwerty12", "gender": 0, "telegram_auth": widget(-5, telegram.token)}
+    with pytest.raises(ValidationFailed) as error:
+        service.register(body, new_id())
+    assert error.value.fields == {"telegram_auth": "telegram_id.positive"}
+    assert rows(gamedb, "SELECT COUNT(*) FROM tzr_telegram_quota") == [(0,)]
+    assert rows(gamedb, "SELECT COUNT(*) FROM tzr_registrations") == [(0,)]
+
+
+def test_login_data_without_bot_token_is_config_error(container_factory, registration_config, telegram,
+                                                      monkeypatch, caplog):
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN")
+    config = {**registration_config, "REGISTRATION": {**registration_config["REGISTRATION"], "check_group": False}}
+    container_factory(RegistrationService, config).start()
+    body = {"login": "No Token", "password": "qwerty12", "gender": 0, "telegram_auth": widget(48, telegram.token)}
+    with caplog.at_level(logging.ERROR, logger="services.registration"):
+        with ServiceRpcProxy("registration", config, timeout=30) as proxy:
+            with pytest.raises(InternalError):
+                proxy.register(body, new_id())
+    assert "TELEGRAM_BOT_TOKEN" in caplog.text
+
+
+def test_unverified_ids_warned_at_start(container_factory, registration_config, caplog):
+    with caplog.at_level(logging.WARNING, logger="services.registration"):
+        container_factory(RegistrationService, registration_config).start()
+    assert "anyone holding an API key" in caplog.text
+    assert "reset the passwords" in caplog.text
+
+
+# STORED FAILURES
+
+
+def test_legacy_no_reply_failure_reported_as_no_reply(service, gamedb):
+    hash_ = store.request_hash("Old Failure", 1, TELEGRAM_ID, None, transform_password("qwerty12"))
+    with gamedb.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tzr_registrations (request_id, request_hash, telegram_id, login, gender, state,"
+            " error_code, error_detail) VALUES ('req-legacy01', %s, %s, 'Old Failure', 1, 'failed',"
+            " 'game_server_error', 'no reply from the game server and no account: left pending')",
+            (hash_, TELEGRAM_ID),
+        )
+    with pytest.raises(GameServerNoReply):
+        service.register(payload(login="Old Failure"), "req-legacy01")
+
+
+# RECOVERY OUTCOMES
+
+
+def link(gamedb, login, telegram_id=TELEGRAM_ID):
+    with gamedb.cursor() as cursor:
+        cursor.execute("INSERT INTO tgplayers (telegram_id, login) VALUES (%s, %s)", (telegram_id, login))
+
+
+def test_recover_reports_failed_logins(service, gamedb, simulator):
+    service.register(payload(login="Real One"), new_id())
+    link(gamedb, "Ghost One")
+
+    result = service.recover({"password": "newpass9", "telegram_id": TELEGRAM_ID}, new_id())
+
+    assert result == {"logins": ["Real One"], "failed": ["Ghost One"]}
+    assert simulator.find_account("Real One").password_hash == transform_password("newpass9")
+
+
+def test_recover_unknown_logins_named(service, gamedb):
+    link(gamedb, "Ghost One")
+    link(gamedb, "Ghost Two")
+    with pytest.raises(GameAccountNotFound) as error:
+        service.recover({"password": "newpass9", "telegram_id": TELEGRAM_ID}, new_id())
+    assert error.value.params == {"logins": "Ghost One, Ghost Two"}
+
+
+def test_recover_game_internal_error(service, simulator):
+    service.register(payload(login="Main Char"), new_id())
+
+    def fail(account):
+        raise RuntimeError("users table is read-only")
+
+    simulator.password_writer = fail
+    with pytest.raises(GameServerInternalError):
+        service.recover({"password": "newpass9", "telegram_id": TELEGRAM_ID}, new_id())
+
+
+def test_recover_without_reply_is_timeout(service, simulator):
+    service.register(payload(login="Main Char"), new_id())
+    simulator.set_fault("drop", commands=["NEWPAS"], count=1, apply=False)
+    with pytest.raises(GameServerTimeout):
+        service.recover({"password": "newpass9", "telegram_id": TELEGRAM_ID}, new_id())
+
+
+# LOGS AND SETTINGS
+
+
+def test_timer_lines_carry_registration_request_id(gamedb, simulator, container_factory, registration_config,
+                                                   caplog):
+    with gamedb.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tzr_registrations (request_id, request_hash, telegram_id, login, login_hold, gender,"
+            " state, updated_at) VALUES ('timer-request1', %s, %s, 'Orphan', 'Orphan', 1, 'pending',"
+            " NOW(3) - INTERVAL 1 HOUR)",
+            ("0" * 64, TELEGRAM_ID),
+        )
+    caplog.handler.addFilter(RequestIdFilter())
+    config = {**registration_config, "REGISTRATION": {**registration_config["REGISTRATION"], "reconcile_interval": 0.2}}
+    with caplog.at_level(logging.INFO, logger="services.registration"):
+        container_factory(RegistrationService, config).start()
+        deadline = time.monotonic() + 15
+        while rows(gamedb, "SELECT state FROM tzr_registrations") == [("pending",)] and time.monotonic() < deadline:
+            eventlet.sleep(0.2)
+    settled = [record for record in caplog.records if "Orphan" in record.getMessage()
+               or "timer-request1" in record.getMessage()]
+    assert settled
+    assert all(record.request_id == "timer-request1" for record in settled)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("game_port", "5190x", r"config REGISTRATION.game_port \(TZR_GAME_PORT\) must be an integer, got '5190x'"),
+        ("account_limit", "0", r"config REGISTRATION.account_limit \(TZR_ACCOUNT_LIMIT\) must be at least 1"),
+        ("pending_timeout", "soon", r"config REGISTRATION.pending_timeout must be a number, got 'soon'"),
+    ],
+)
+def test_bad_setting_named(key, value, expected):
+    with pytest.raises(ValueError, match=expected):
+        RegistrationSettings.from_config({"REGISTRATION": {key: value}})
