@@ -2,7 +2,9 @@
 
 ``tzr-gamedb migrate`` applies the migrations in ``sql/migrations`` with
 yoyo. They need the game's ``tgplayers`` table, which a real game server
-has; ``tzr-gamedb test-schema`` creates the game's tables (constants,
+has, with each login linked once; both are checked first. MariaDB commits
+DDL at once, so the migrations run outside transactions and every statement
+is safe to run again after a failed run. ``tzr-gamedb test-schema`` creates the game's tables (constants,
 tgplayers, users) for test mode and tests, and must never run against a
 production database.
 """
@@ -36,8 +38,64 @@ def _connect_arguments(dsn: str) -> dict:
     return arguments
 
 
+class MissingPrerequisite(ValueError):
+    """The database lacks what the migrations need; the message says what to fix."""
+
+
+# Duplicated logins named in the message, at most.
+_DUPLICATES_SHOWN = 5
+
+
+def check_prerequisites(dsn: str) -> None:
+    """Raise MissingPrerequisite unless the database has tgplayers with each login linked once.
+
+    The migrations add a unique index on ``tgplayers.login``, so duplicated
+    logins would stop them halfway. Once that index exists, the check of
+    duplicates is skipped.
+    """
+    connection = pymysql.connect(**_connect_arguments(dsn), charset="utf8mb4", autocommit=True)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT DATABASE()")
+            database = cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'tgplayers'"
+            )
+            if cursor.fetchone() is None:
+                raise MissingPrerequisite(
+                    f"table tgplayers is missing in database {database}: is this the game database? "
+                    "On a test machine, create the game's tables first with tzr-gamedb test-schema"
+                )
+            cursor.execute(
+                "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
+                " AND TABLE_NAME = 'tgplayers' AND INDEX_NAME = 'uq_tgplayers_login'"
+            )
+            if cursor.fetchone() is not None:
+                return
+            # GROUP BY compares with the column's collation, as the unique index will.
+            cursor.execute(
+                "SELECT MIN(login), COUNT(*) FROM tgplayers GROUP BY login HAVING COUNT(*) > 1"
+                " ORDER BY MIN(login)"
+            )
+            duplicates = cursor.fetchall()
+    finally:
+        connection.close()
+    if duplicates:
+        shown = ", ".join(f"{login!r} ({count} rows)" for login, count in duplicates[:_DUPLICATES_SHOWN])
+        more = f" and {len(duplicates) - _DUPLICATES_SHOWN} more" if len(duplicates) > _DUPLICATES_SHOWN else ""
+        raise MissingPrerequisite(
+            f"tgplayers links {len(duplicates)} login(s) more than once: {shown}{more}. "
+            "The migrations make tgplayers.login unique: keep one row per login, then run migrate again"
+        )
+
+
 def migrate(dsn: str) -> list[str]:
-    """Apply pending migrations under yoyo's lock; return their ids."""
+    """Check the prerequisites, then apply pending migrations under yoyo's lock; return their ids.
+
+    Raises MissingPrerequisite before anything changes when the database is
+    not ready for them.
+    """
+    check_prerequisites(dsn)
     arguments = _connect_arguments(dsn)
     password = arguments.get("password")
     auth = arguments["user"] + (f":{password}" if password else "")

@@ -121,6 +121,13 @@ def test_telegram_auth_shape_checked():
     assert request.telegram_auth["id"] == 7
 
 
+@pytest.mark.parametrize("telegram_id", [-5, 0, 2**63])
+def test_telegram_auth_id_checked_like_direct_id(telegram_id):
+    auth = {"id": telegram_id, "auth_date": 1, "hash": "ab"}
+    payload = {**{k: v for k, v in VALID.items() if k != "telegram_id"}, "telegram_auth": auth}
+    assert fields_of(payload) == {"telegram_auth": "telegram_id.positive"}
+
+
 def test_recover_parsed_and_checked():
     request = parse_recover({"password": "newpass1", "telegram_id": 5})
     assert (request.password, request.telegram_id) == ("newpass1", 5)

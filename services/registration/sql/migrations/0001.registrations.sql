@@ -1,5 +1,9 @@
+-- transactional: false
 -- What registration adds to the game's tzserver database to be safe under
--- concurrency and retries. It needs the game's tgplayers table.
+-- concurrency and retries. It needs the game's tgplayers table, with each
+-- login linked once; tzr-gamedb migrate checks both before it starts.
+-- MariaDB commits each CREATE at once, so a transaction cannot undo a
+-- half-applied run: every statement is safe to run again instead.
 
 -- One row per registration request, keyed by the caller's request id, so a
 -- repeated request returns the stored outcome instead of creating a second
@@ -7,7 +11,7 @@
 -- active and is NULL once it failed: its unique index makes the database,
 -- not a check before the insert, refuse a second registration of a login.
 -- Comparisons use utf8mb4_unicode_ci: case-insensitive, and e with ё alike.
-CREATE TABLE tzr_registrations (
+CREATE TABLE IF NOT EXISTS tzr_registrations (
     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
     request_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     request_hash CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
@@ -31,7 +35,7 @@ CREATE TABLE tzr_registrations (
 -- A row per Telegram user that registration locks (SELECT ... FOR UPDATE)
 -- while it counts that user's accounts, so concurrent requests cannot pass
 -- the per-user limit together.
-CREATE TABLE tzr_telegram_quota (
+CREATE TABLE IF NOT EXISTS tzr_telegram_quota (
     telegram_id BIGINT UNSIGNED NOT NULL PRIMARY KEY
 ) ENGINE = InnoDB;
 
