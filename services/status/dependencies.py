@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
 
+from services.common.config import read_number
 from services.common.config import section as config_section
 
 
@@ -25,13 +26,11 @@ class StatusSettings:
         section = config_section(config, CONFIG_SECTION)
         settings = cls(
             game_host=str(section.get("game_host", "127.0.0.1")),
-            game_port=int(section.get("game_port", 5190)),
-            probe_timeout=float(section.get("probe_timeout", 2)),
-            query_timeout=float(section.get("query_timeout", 5)),
-            ttl=int(section.get("ttl", 30)),
+            game_port=read_number(section, CONFIG_SECTION, "game_port", 5190, int, minimum=1),
+            probe_timeout=read_number(section, CONFIG_SECTION, "probe_timeout", 2, minimum=0.001),
+            query_timeout=read_number(section, CONFIG_SECTION, "query_timeout", 5, minimum=0.001),
+            ttl=read_number(section, CONFIG_SECTION, "ttl", 30, int, minimum=1),
         )
-        if settings.ttl < 1 or settings.probe_timeout <= 0 or settings.query_timeout <= 0:
-            raise ValueError(f"config {CONFIG_SECTION}: ttl and timeouts must be positive, got {settings}")
         return settings
 
 

@@ -19,6 +19,7 @@ from nameko.rpc import rpc
 from services.common.errors import ServiceUnavailable
 from services.common.mariadb import MariaDB, MariaDBUnavailable
 from services.common.redis import Redis
+from services.common.request_context import RequestContext
 from services.common.timer import config_timer
 from services.status.dependencies import StatusSettingsProvider
 
@@ -74,6 +75,7 @@ class StatusService:
 
     name = "status"
 
+    context = RequestContext()
     gamedb = MariaDB("GAMEDB")
     redis = Redis("REDIS")
     settings = StatusSettingsProvider()

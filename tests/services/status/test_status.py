@@ -1,6 +1,7 @@
 """The status service against real MariaDB and Redis, a probe of a real port, and cuts of the database."""
 
 import json
+import logging
 import socket
 
 import pytest
@@ -9,6 +10,8 @@ from nameko.standalone.rpc import ServiceRpcProxy
 from fakes.tcp_proxy import TcpProxy
 from services.common.errors import ServiceUnavailable
 from services.common.mariadb import parse_dsn
+from services.common.request_context import RequestIdFilter
+from services.status.dependencies import StatusSettings
 from services.status.service import CACHE_KEY, FRESH_KEY, StatusService
 
 
@@ -123,3 +126,32 @@ def test_no_answer_ever_built(status, mariadb_proxy, redis_client):
 
 def test_ready(status):
     assert status.ready() == {"mariadb": True, "redis": True, "game_port": True}
+
+
+def test_log_lines_carry_request_id(status, status_config, mariadb_proxy, redis_client, caplog):
+    status.get_status()
+    mariadb_proxy.cut()
+    redis_client.delete(FRESH_KEY)
+    caplog.handler.addFilter(RequestIdFilter())
+
+    with caplog.at_level(logging.WARNING, logger="services.status"):
+        with ServiceRpcProxy("status", status_config, context_data={"request_id": "status-trace-01"},
+                             timeout=30) as proxy:
+            assert proxy.get_status()["stale"] is True
+
+    records = [record for record in caplog.records if record.name.startswith("services.status")]
+    assert records
+    assert all(record.request_id == "status-trace-01" for record in records)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("game_port", "5190x", r"config STATUS.game_port \(TZR_GAME_PORT\) must be an integer, got '5190x'"),
+        ("ttl", "0", r"config STATUS.ttl \(TZR_STATUS_TTL\) must be at least 1"),
+        ("probe_timeout", "fast", r"config STATUS.probe_timeout must be a number"),
+    ],
+)
+def test_bad_setting_named(key, value, expected):
+    with pytest.raises(ValueError, match=expected):
+        StatusSettings.from_config({"STATUS": {key: value}})
