@@ -188,7 +188,8 @@ class FrameReader:
     def _timeout_error(self, timeout: float | None) -> GameTimeout:
         partial = len(self._buffer)
         detail = f" ({partial} bytes of a frame had arrived)" if partial else ""
-        return GameTimeout(f"{self.peer} sent no whole frame within {timeout} s{detail}", partial)
+        waited = "the time allowed" if timeout is None else f"{timeout:.1f} s"
+        return GameTimeout(f"{self.peer} sent no whole frame within {waited}{detail}", partial)
 
     def _closed_error(self, message: str) -> GameConnectionClosed:
         partial = len(self._buffer)

@@ -141,6 +141,14 @@ def test_timeout_on_real_socket(socket_pair):
     assert caught.value.partial_bytes == 0
 
 
+def test_timeout_message_rounds_seconds(socket_pair):
+    left, _right = socket_pair
+    reader = FrameReader(left, timeout=10)
+
+    with pytest.raises(GameTimeout, match=r"within 0\.1 s$"):
+        reader.read_frame(timeout=0.123456789)
+
+
 def test_timeout_keeps_partial_frame(socket_pair):
     left, right = socket_pair
     reader = FrameReader(left, timeout=0.1)
