@@ -26,6 +26,7 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from nameko.extensions import DependencyProvider
 
+from services.common.config import describe_setting
 from services.common.config import section as config_section
 from services.common.errors import InvalidAdminToken, InvalidApiKey, RateLimited
 from services.gateway.web import CONFIG_SECTION
@@ -50,24 +51,26 @@ def parse_api_keys(value, setting: str = "api_keys") -> dict[str, str]:
 
     Raises ValueError on a malformed entry, so a typo stops the service at
     start instead of locking every client out. ``setting`` names the config
-    key in the message.
+    key in the message. The message gives the entry's position only: a
+    malformed entry may be a raw key pasted in place of its hash.
     """
     if not value:
         return {}
+    described = describe_setting(CONFIG_SECTION, setting)
     if isinstance(value, dict):
         pairs = list(value.items())
     else:
         pairs = []
-        for entry in str(value).split(","):
+        for position, entry in enumerate(str(value).split(","), start=1):
             name, separator, digest = entry.strip().partition(":")
             if not separator:
-                raise ValueError(f"{setting} entry {entry.strip()!r} is not name:sha256hex")
+                raise ValueError(f"{described}: entry {position} is not name:sha256hex")
             pairs.append((name, digest))
     keys = {}
-    for name, digest in pairs:
+    for position, (name, digest) in enumerate(pairs, start=1):
         digest = str(digest).strip().lower()
         if not name or not _HASH_RE.fullmatch(digest):
-            raise ValueError(f"{setting} entry for {name!r} needs a 64-digit hex SHA-256 hash")
+            raise ValueError(f"{described}: entry {position} needs a name and a 64-digit hex SHA-256 hash")
         keys[str(name).strip()] = digest
     return keys
 
@@ -99,8 +102,12 @@ class GuardSettings:
             redis_url=str(redis.get("url", "redis://127.0.0.1:6379/0")),
             admin_tokens=parse_api_keys(section.get("admin_tokens"), "admin_tokens"),
         )
-        parse_limit(settings.ip_limit)
-        parse_limit(settings.key_limit)
+        for key, limit in (("ip_limit", settings.ip_limit), ("key_limit", settings.key_limit)):
+            try:
+                parse_limit(limit)
+            except ValueError:
+                raise ValueError(f"{describe_setting(CONFIG_SECTION, key)} is not a rate limit"
+                                 f" such as 60/minute: {limit!r}") from None
         return settings
 
 
@@ -138,8 +145,8 @@ class _Checks:
             return None
         name = guard.key_name(request.headers.get(API_KEY_HEADER))
         if name is None:
-            _log.info("rejected a request to %s from %s: missing or unknown API key", route, address)
-            raise InvalidApiKey("the API key is missing or unknown")
+            # nameko logs the raised error, and QuietClientErrors keeps that to one INFO line.
+            raise InvalidApiKey(f"the API key is missing or unknown (route {route}, client {address})")
         guard.hit(settings.key_limit, "key", name)
         return name
 

@@ -1,11 +1,12 @@
 """The ``gateway`` service: the HTTP API in front of the other services."""
 
-import json
+import time
 from dataclasses import dataclass
 from logging import getLogger
 
 import eventlet
 import redis as redis_library
+from eventlet.semaphore import Semaphore
 from limits import parse as parse_limit
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
@@ -13,15 +14,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response
 
 from services.common import rpc
+from services.common.config import describe_setting, read_number
 from services.common.config import section as config_section
-from services.common.errors import BadRequest, ServiceError
+from services.common.errors import PasswordPartlyChanged, ServiceError, ServiceUnavailable, ValidationFailed
 from services.common.messages import pick_language, render
 from services.common.redis import Redis
 from services.common.request_context import RequestContext
 from services.registration.schemas import REQUEST_ID_RE
 from services.gateway.guard import Guard
 from services.gateway import admin, analytics, openapi
-from services.gateway.web import CONFIG_SECTION, REGISTRY, REQUEST_ID_ENVIRON, api, json_response, request_id_of
+from services.gateway.web import (
+    CONFIG_SECTION,
+    REGISTRY,
+    REQUEST_ID_ENVIRON,
+    REQUEST_ID_HEADER,
+    api,
+    envelope,
+    json_response,
+    read_json,
+    request_id_of,
+)
 
 
 _log = getLogger(__name__)
@@ -32,16 +44,29 @@ DEFAULT_TIMEOUTS = {
 }
 # Limits per client address for the routes that create or change accounts.
 ACCOUNT_ROUTE_LIMIT = "10/minute"
+# Seconds that /ready reuses its result, so frequent probes cost one round of checks.
+READY_CACHE_SECONDS = 1.0
+BODY_REQUEST_ID = "Request-Id"
 
 
-def _json_body(request) -> object:
-    content_type = request.mimetype or ""
-    if content_type != "application/json":
-        raise BadRequest(f"content type {content_type!r}", params={"reason": "Content-Type must be application/json"})
-    try:
-        return json.loads(request.get_data(cache=False) or b"null")
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(f"malformed JSON: {error}", params={"reason": "the body is not valid JSON"}) from None
+def _presented_request_id(request, payload) -> str | None:
+    """Return the request id that the client sent, or None; raise ValidationFailed when it is invalid.
+
+    The account routes use the id as the idempotency key, so an invalid one
+    is rejected instead of being replaced: a new id would make a retry
+    register again and get login_taken for the client's own account.
+    """
+    presented = request.headers.get(REQUEST_ID_HEADER)
+    if presented is not None:
+        if not REQUEST_ID_RE.fullmatch(presented):
+            raise ValidationFailed("invalid X-Request-Id", fields={REQUEST_ID_HEADER: "request_id.format"})
+        return presented
+    body_id = payload.get(BODY_REQUEST_ID) if isinstance(payload, dict) else None
+    if body_id is None:
+        return None
+    if not (isinstance(body_id, str) and REQUEST_ID_RE.fullmatch(body_id)):
+        raise ValidationFailed("invalid Request-Id", fields={BODY_REQUEST_ID: "request_id.format"})
+    return body_id
 
 
 @dataclass(frozen=True)
@@ -58,16 +83,41 @@ class GatewaySettingsProvider(DependencyProvider):
     def setup(self):
         section = config_section(self.container.config, CONFIG_SECTION)
         timeouts = dict(DEFAULT_TIMEOUTS)
-        for name, value in (section.get("timeouts") or {}).items():
+        configured = section.get("timeouts") or {}
+        for name in configured:
             if name not in timeouts:
                 raise ValueError(f"config {CONFIG_SECTION}.timeouts has unknown entry {name!r}")
-            timeouts[name] = float(value)
+            timeouts[name] = read_number(configured, f"{CONFIG_SECTION}.timeouts", name, None, minimum=0.001)
         account_limit = str(section.get("account_limit", ACCOUNT_ROUTE_LIMIT))
-        parse_limit(account_limit)
+        try:
+            parse_limit(account_limit)
+        except ValueError:
+            raise ValueError(f"{describe_setting(CONFIG_SECTION, 'account_limit')} is not a rate limit"
+                             f" such as 10/minute: {account_limit!r}") from None
         self.settings = GatewaySettings(timeouts=timeouts, account_limit=account_limit)
 
     def get_dependency(self, worker_ctx):
         return self.settings
+
+
+class ReadyCache(DependencyProvider):
+    """The gateway's last /ready result, reused for READY_CACHE_SECONDS.
+
+    Requests that come while it is out of date wait for one round of checks.
+    """
+
+    def setup(self):
+        self._lock = Semaphore()
+        self._answer: tuple[float, tuple[dict, int]] | None = None
+
+    def get(self, compute) -> tuple[dict, int]:
+        with self._lock:
+            if self._answer is None or time.monotonic() - self._answer[0] >= READY_CACHE_SECONDS:
+                self._answer = (time.monotonic(), compute())
+            return self._answer[1]
+
+    def get_dependency(self, worker_ctx):
+        return self
 
 
 OPENAPI = openapi.document(analytics, admin)
@@ -87,7 +137,9 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
     redis = Redis("REDIS")
     registration = RpcProxy("registration")
     status = RpcProxy("status")
+    consumers = rpc.RpcConsumers()
     settings = GatewaySettingsProvider()
+    ready_cache = ReadyCache()
 
     def _ok(self, request, message_key: str | None = None, **fields) -> Response:
         body = {"ok": True}
@@ -97,33 +149,45 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
         body["request_id"] = request_id_of(request)
         return json_response(body)
 
+    def _call(self, service: str, method: str, *args, timeout: str):
+        """Call ``service.method`` through rpc.call, or raise ServiceUnavailable at once when no instance runs."""
+        if not self.consumers.running(service):
+            raise ServiceUnavailable(f"no instance of the {service} service is running")
+        return rpc.call(getattr(self, service), method, *args, timeout=self.settings.timeouts[timeout])
+
     @api("POST", "/api/register", route="register")
     def register(self, request):
         self.guard.admit(request, "register", ip_limit=self.settings.account_limit)
-        payload = _json_body(request)
-        request_id = request_id_of(request)
-        body_id = payload.get("Request-Id") if isinstance(payload, dict) else None
-        if isinstance(body_id, str) and REQUEST_ID_RE.fullmatch(body_id) and "X-Request-Id" not in request.headers:
+        payload = read_json(request)
+        presented = _presented_request_id(request, payload)
+        if presented is not None and REQUEST_ID_HEADER not in request.headers:
             # The website's older form sends the id in the body; it is then
             # the idempotency key and the id of every log line and response.
-            request_id = str(body_id)
-            request.environ[REQUEST_ID_ENVIRON] = request_id
-            self.context.set_request_id(request_id)
-        result = rpc.call(self.registration, "register", payload, request_id, timeout=self.settings.timeouts["register"])
+            request.environ[REQUEST_ID_ENVIRON] = presented
+            self.context.set_request_id(presented)
+        result = self._call("registration", "register", payload, request_id_of(request), timeout="register")
         return self._ok(request, "registered", login=result["login"])
 
     @api("POST", "/api/recover", route="recover")
     def recover(self, request):
         self.guard.admit(request, "recover", ip_limit=self.settings.account_limit)
-        payload = _json_body(request)
-        result = rpc.call(self.registration, "recover", payload, request_id_of(request),
-                          timeout=self.settings.timeouts["recover"])
-        return self._ok(request, "password_changed", logins=result["logins"])
+        payload = read_json(request)
+        _presented_request_id(request, payload)
+        result = self._call("registration", "recover", payload, request_id_of(request), timeout="recover")
+        failed = result.get("failed") or []
+        if failed:
+            # Some passwords changed: the response is an error envelope that lists both sides.
+            error = PasswordPartlyChanged(
+                f"recovery changed {len(result['logins'])} of {len(result['logins']) + len(failed)} logins",
+                params={"changed": ", ".join(result["logins"]), "failed": ", ".join(failed)},
+            )
+            return envelope(error, request, extra={"logins": result["logins"], "failed": failed})
+        return self._ok(request, "password_changed", logins=result["logins"], failed=[])
 
     @api("GET", "/api/server/status", route="status")
     def server_status(self, request):
         self.guard.admit(request, "status", authenticate=False)
-        status = rpc.call(self.status, "get_status", timeout=self.settings.timeouts["status"])
+        status = self._call("status", "get_status", timeout="status")
         return self._ok(request, **status)
 
     @api("GET", "/health", route="health")
@@ -132,6 +196,10 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
 
     @api("GET", "/ready", route="ready")
     def ready(self, request):
+        body, status = self.ready_cache.get(self._check_readiness)
+        return json_response(body, status=status)
+
+    def _check_readiness(self) -> tuple[dict, int]:
         checks = {"redis": self._redis_ready()}
         services = (("registration", self.registration), ("status", self.status),
                     ("battles", self.battles), ("ingest", self.ingest))
@@ -139,6 +207,8 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
         def check(proxy):
             # The services are asked at once, so one that is down costs one timeout, not one each.
             try:
+                if not self.consumers.running(proxy.service_name):
+                    raise ServiceUnavailable(f"no instance of the {proxy.service_name} service is running")
                 return rpc.call(proxy, "ready", timeout=self.settings.timeouts["ready"])
             except ServiceError as error:
                 return {"service": False, "error": error.code}
@@ -149,7 +219,7 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
         ready = checks["redis"] and all(
             isinstance(check, dict) and all(check.values()) for name, check in checks.items() if name != "redis"
         )
-        return json_response({"ok": ready, "checks": checks}, status=200 if ready else 503)
+        return {"ok": ready, "checks": checks}, 200 if ready else 503
 
     def _redis_ready(self) -> bool:
         try:
@@ -164,3 +234,4 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
     @api("GET", "/api/openapi.json", route="openapi")
     def openapi(self, request):
         return json_response(OPENAPI)
+

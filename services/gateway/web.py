@@ -8,6 +8,7 @@ message in Russian or, on ``Accept-Language: en``, in English. Preflight
 never need an API key.
 """
 
+import io
 import json
 import re
 import time
@@ -23,8 +24,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
+from services.common.config import read_number
 from services.common.config import section as config_section
 from services.common.errors import (
+    BadRequest,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -32,7 +35,7 @@ from services.common.errors import (
     ServiceError,
 )
 from services.common.messages import pick_language, render
-from services.common.request_context import CONTEXT_KEY
+from services.common.request_context import CONTEXT_KEY, request_id_var
 
 
 _log = getLogger(__name__)
@@ -43,7 +46,16 @@ REQUEST_ID_ENVIRON = "tzr.request_id"
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 DEFAULT_MAX_BODY = 16 * 1024
 ALLOWED_HEADERS = "Content-Type, X-API-Key, X-Request-Id, Accept-Language"
+# Response headers that a browser script may read.
+EXPOSED_HEADERS = "X-Request-Id, Retry-After"
 PREFLIGHT_MAX_AGE = 600
+_READ_BYTES = 64 * 1024
+# Deeper JSON is rejected before parsing: the account bodies nest two levels,
+# and json.loads raises RecursionError near a thousand.
+MAX_JSON_DEPTH = 32
+# Methods counted in metrics under their own name; any other counts as "other",
+# so clients cannot create a series per made-up method.
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # Metrics of this process. A registry of its own keeps tests that start
 # several gateways from colliding in the global one.
@@ -70,6 +82,57 @@ def request_id_of(request: Request) -> str:
     return request_id
 
 
+def read_json(request: Request) -> object:
+    """Return the parsed JSON body; raise BadRequest for another content type, bad JSON or deep nesting."""
+    content_type = request.mimetype or ""
+    if content_type != "application/json":
+        raise BadRequest(f"content type {content_type!r}", params={"reason": "Content-Type must be application/json"})
+    data = request.get_data(cache=False) or b"null"
+    if json_depth_exceeds(data, MAX_JSON_DEPTH):
+        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                         params={"reason": f"the JSON nests deeper than {MAX_JSON_DEPTH} levels"})
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"malformed JSON: {error}", params={"reason": "the body is not valid JSON"}) from None
+
+
+def json_depth_exceeds(data: bytes, limit: int) -> bool:
+    """Tell whether arrays and objects in ``data`` nest deeper than ``limit``, brackets in strings aside."""
+    depth = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quotation mark
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
+def _read_bounded(stream, limit: int) -> bytes | None:
+    """Read a whole body of unknown length; return None as soon as it exceeds ``limit`` bytes."""
+    parts, size = [], 0
+    while True:
+        chunk = stream.read(min(_READ_BYTES, limit + 1 - size))
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+
+
 def json_response(payload: dict, status: int = 200, headers: dict | None = None) -> Response:
     return Response(
         json.dumps(payload, ensure_ascii=False),
@@ -79,14 +142,15 @@ def json_response(payload: dict, status: int = 200, headers: dict | None = None)
     )
 
 
-def envelope(error: ServiceError, request: Request) -> Response:
-    """Build the error envelope for ``error``, in the request's language."""
+def envelope(error: ServiceError, request: Request, extra: dict | None = None) -> Response:
+    """Build the error envelope for ``error``, in the request's language; ``extra`` adds keys to it."""
     language = pick_language(request.headers.get("Accept-Language"))
     body = {
         "ok": False,
         "error": error.code,
         "message": render(error.code, language, error.params),
         "fields": {name: _render_field(value, language, error.params) for name, value in error.fields.items()},
+        **(extra or {}),
         "request_id": request_id_of(request),
     }
     headers = {}
@@ -113,7 +177,8 @@ class CorsPolicy:
         origin = request.headers.get("Origin")
         if not origin or origin not in self.origins:
             return {}
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": EXPOSED_HEADERS,
+                "Vary": "Origin"}
 
 
 def _parse_origins(value) -> list[str]:
@@ -134,7 +199,10 @@ class ApiWsgiApp(WsgiApp):
             response = provider.handle_request(request)
         except HTTPException as exc:
             error = MethodNotAllowed() if exc.code == 405 else NotFound()
-            response = self.server.finish(request, envelope(error, request), "unmatched", time.monotonic())
+            response = envelope(error, request)
+            if exc.code == 405 and getattr(exc, "valid_methods", None):
+                response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+            response = self.server.finish(request, response, "unmatched", time.monotonic())
         return response(environ, start_response)
 
 
@@ -154,7 +222,7 @@ class ApiWebServer(WebServer):
     def setup(self):
         settings = config_section(self.container.config, CONFIG_SECTION)
         self.cors = CorsPolicy(_parse_origins(settings.get("cors_origins")))
-        self.max_body = int(settings.get("max_body_bytes", DEFAULT_MAX_BODY))
+        self.max_body = read_number(settings, CONFIG_SECTION, "max_body_bytes", DEFAULT_MAX_BODY, int, minimum=1)
         super().setup()
 
     def get_wsgi_app(self):
@@ -165,7 +233,8 @@ class ApiWebServer(WebServer):
         response.headers[REQUEST_ID_HEADER] = request_id_of(request)
         for name, value in self.cors.headers_for(request).items():
             response.headers[name] = value
-        REQUESTS.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+        method = request.method if request.method in METRIC_METHODS else "other"
+        REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
         LATENCY.labels(route=route).observe(time.monotonic() - started)
         return response
 
@@ -185,6 +254,14 @@ class ApiEntrypoint(HttpRequestHandler):
         super().__init__(f"{method},OPTIONS", url, **kwargs)
 
     def handle_request(self, request):
+        # The web server's green thread logs with the request id too.
+        token = request_id_var.set(request_id_of(request))
+        try:
+            return self._handle(request)
+        finally:
+            request_id_var.reset(token)
+
+    def _handle(self, request):
         started = time.monotonic()
         request_id = request_id_of(request)
         if request.method == "OPTIONS":
@@ -193,6 +270,22 @@ class ApiEntrypoint(HttpRequestHandler):
         if length is not None and length > self.server.max_body:
             error = PayloadTooLarge(f"{length} bytes", params={"limit": self.server.max_body})
             return self.server.finish(request, envelope(error, request), self.route, started)
+
+        if length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            # werkzeug reads a body without Content-Length as empty. eventlet's
+            # server decodes the chunks, so the gateway reads them itself, up
+            # to the same limit, and hands werkzeug a body of known length.
+            try:
+                body = _read_bounded(request.environ["wsgi.input"], self.server.max_body)
+            except (OSError, ValueError) as error:
+                _log.info("unreadable chunked body on %s: %s", self.route, error)
+                body = b""
+            if body is None:
+                error = PayloadTooLarge("chunked body", params={"limit": self.server.max_body})
+                return self.server.finish(request, envelope(error, request), self.route, started)
+            request.environ["wsgi.input"] = io.BytesIO(body)
+            request.environ["CONTENT_LENGTH"] = str(len(body))
+            request.environ.pop("HTTP_TRANSFER_ENCODING", None)
 
         request.shallow = False
         request.max_content_length = self.server.max_body

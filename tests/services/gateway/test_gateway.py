@@ -7,11 +7,13 @@ import socket
 import time
 import uuid
 
+import eventlet
 import pytest
 import requests
 
-from services.common.request_context import RequestIdFilter
+from services.common.request_context import QuietClientErrors, RequestIdFilter
 from services.battles.service import BattlesService
+from services.game.password import transform_password
 from services.gateway.guard import hash_api_key
 from services.gateway.service import GatewayService
 from services.ingest.service import IngestService
@@ -301,6 +303,15 @@ def test_recover_without_accounts(base_url):
     assert_envelope(post(base_url, "/api/recover", {"password": "newpass99", "telegram_id": 5}), 404, "no_accounts")
 
 
+def test_body_request_id_reaches_service_logs(base_url, caplog):
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO, logger="services.registration"):
+        post(base_url, "/api/register", register_body(login="Body Logged", **{"Request-Id": "body-trace-0001"}))
+    records = [r for r in caplog.records if r.name.startswith("services.registration")]
+    assert records
+    assert all(record.request_id == "body-trace-0001" for record in records)
+
+
 def test_request_id_reaches_service_logs(base_url, caplog):
     caplog.handler.addFilter(RequestIdFilter())
     with caplog.at_level(logging.INFO, logger="services.registration"):
@@ -365,3 +376,259 @@ def test_client_errors_logged_without_traceback():
             record = logging.LogRecord("nameko", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
         assert quiet.filter(record) is True
         assert (record.exc_info is not None) is keeps_traceback
+
+
+# INPUT THAT ONCE GAVE 500
+
+
+def test_login_with_trailing_newline_is_400(base_url, gamedb, simulator):
+    body = assert_envelope(post(base_url, "/api/register", register_body(login="Bob\n")), 400, "validation_error")
+    assert set(body["fields"]) == {"login"}
+    with gamedb.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM tzr_registrations")
+        assert cursor.fetchone() == (0,)
+    assert simulator.count_commands("ADDUSER") == 0
+
+
+def test_look_alike_login_rejected(base_url):
+    body = assert_envelope(post(base_url, "/api/register", register_body(login=" Gate Keeper"),
+                                **{"Accept-Language": "en"}), 400, "validation_error")
+    assert body["fields"] == {"login": "The login must not start or end with a space or have two spaces in a row."}
+
+
+def test_deeply_nested_json_is_400(base_url):
+    for depth in (2000, 33):
+        data = b"[" * depth + b"]" * depth
+        response = requests.post(f"{base_url}/api/register", data=data, timeout=10,
+                                 headers={"X-API-Key": API_KEY, "Content-Type": "application/json"})
+        body = assert_envelope(response, 400, "bad_request")
+        assert "32" in body["message"]
+    shallow = {**register_body(login="Nested Ok"), "username": "[[[{{{"}
+    assert post(base_url, "/api/register", shallow).status_code == 200
+
+
+def test_chunked_body_is_read(base_url, gamedb):
+    data = json.dumps(register_body(login="Chunky")).encode()
+
+    def chunks():
+        for start in range(0, len(data), 10):
+            yield data[start:start + 10]
+
+    response = requests.post(f"{base_url}/api/register", data=chunks(), timeout=30,
+                             headers={"X-API-Key": API_KEY, "Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["login"] == "Chunky"
+
+
+def test_chunked_body_over_limit_is_413(base_url, simulator):
+    def chunks():
+        yield b'{"login": "Big", "username": "'
+        for _ in range(10):
+            yield b"u" * 1000
+        yield b'"}'
+
+    response = requests.post(f"{base_url}/api/register", data=chunks(), timeout=30,
+                             headers={"X-API-Key": API_KEY, "Content-Type": "application/json"})
+    assert_envelope(response, 413, "payload_too_large")
+    assert simulator.count_commands("ADDUSER") == 0
+
+
+# REQUEST IDS
+
+
+def test_same_request_id_other_password_409(base_url, simulator):
+    headers = {"X-Request-Id": "site-request-0099"}
+    assert post(base_url, "/api/register", register_body(login="Pass Keeper"), **headers).status_code == 200
+    other = {**register_body(login="Pass Keeper"), "password": "different1"}
+    assert_envelope(post(base_url, "/api/register", other, **headers), 409, "request_id_reused")
+    assert simulator.find_account("Pass Keeper").password_hash == transform_password("qwerty12")
+
+
+@pytest.mark.parametrize("path, body", [("/api/register", register_body(login="Bad Id")),
+                                        ("/api/recover", {"password": "newpass99", "telegram_id": TELEGRAM_ID})])
+def test_invalid_request_id_rejected_on_account_routes(base_url, simulator, path, body):
+    response = post(base_url, path, body, **{"X-Request-Id": "short", "Accept-Language": "en"})
+    result = assert_envelope(response, 400, "validation_error")
+    assert result["fields"] == {"X-Request-Id": "The request id must be 8 to 64 letters, digits, '-' or '_'."}
+    assert result["request_id"] != "short"
+    assert simulator.commands() == []
+
+
+def test_invalid_body_request_id_rejected(base_url):
+    response = post(base_url, "/api/register", register_body(login="Body Bad", **{"Request-Id": "bad id!"}))
+    assert set(assert_envelope(response, 400, "validation_error")["fields"]) == {"Request-Id"}
+
+
+def test_invalid_request_id_replaced_elsewhere(base_url):
+    response = requests.get(f"{base_url}/api/server/status", headers={"X-Request-Id": "short"}, timeout=10)
+    assert response.status_code == 200
+    assert len(response.headers["X-Request-Id"]) == 32
+
+
+# GAME SERVER OUTCOMES
+
+
+def test_recover_partial_failure_lists_logins(base_url, gamedb, simulator):
+    post(base_url, "/api/register", register_body(login="Real Char"))
+    with gamedb.cursor() as cursor:
+        cursor.execute("INSERT INTO tgplayers (telegram_id, login) VALUES (%s, 'Lost Char')", (TELEGRAM_ID,))
+
+    response = post(base_url, "/api/recover", {"password": "newpass99", "telegram_id": TELEGRAM_ID})
+
+    body = assert_envelope(response, 502, "password_partly_changed")
+    assert body["logins"] == ["Real Char"]
+    assert body["failed"] == ["Lost Char"]
+    assert body["message"].startswith("Пароль изменён не для всех персонажей")
+    assert "Real Char" in body["message"]
+    assert "Lost Char" in body["message"]
+
+
+def test_recover_all_changed_lists_no_failures(base_url, simulator):
+    post(base_url, "/api/register", register_body(login="Only Char"))
+    response = post(base_url, "/api/recover", {"password": "newpass99", "telegram_id": TELEGRAM_ID})
+    assert response.status_code == 200, response.text
+    assert response.json()["failed"] == []
+
+
+def test_stored_no_reply_failure_message(base_url, simulator):
+    simulator.set_fault("drop", commands=["ADDUSER"], count=1, apply=False)
+    headers = {"X-Request-Id": "site-request-lost1"}
+    assert_envelope(post(base_url, "/api/register", register_body(login="Never Seen"), **headers),
+                    409, "request_in_progress")
+    time.sleep(1.2)  # pending_timeout is 1 s in the test config
+
+    body = assert_envelope(post(base_url, "/api/register", register_body(login="Never Seen"), **headers),
+                           502, "game_server_no_reply")
+    assert "не ответил" in body["message"]
+    assert "новым идентификатором" in body["message"]
+
+
+def test_login_data_without_bot_token_is_500(runner_factory, gateway_config, telegram, monkeypatch, caplog):
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN")
+    base_url = start(runner_factory, gateway_config, GatewayService, RegistrationService)
+    widget = {"id": 48, "auth_date": int(time.time()), "hash": "0" * 64}
+    body = {"login": "No Token", "password": "qwerty12", "gender": 0, "telegram_auth": widget}
+    with caplog.at_level(logging.ERROR, logger="services.registration"):
+        assert_envelope(post(base_url, "/api/register", body), 500, "internal_error")
+    assert "TELEGRAM_BOT_TOKEN" in caplog.text
+
+
+# SERVICES DOWN OR BUSY
+
+
+def test_stopped_service_gives_503_at_once_and_no_ghost(runner_factory, container_factory, gateway_config,
+                                                         gamedb, simulator):
+    base_url = start(runner_factory, gateway_config, GatewayService)
+    registration = container_factory(RegistrationService, gateway_config)
+    registration.start()
+    registration.stop()  # its queue stays, without a consumer
+
+    started = time.monotonic()
+    response = post(base_url, "/api/register", register_body(login="Ghost"))
+    assert_envelope(response, 503, "service_unavailable")
+    assert time.monotonic() - started < 5
+
+    container_factory(RegistrationService, gateway_config).start()
+    time.sleep(2)
+    assert simulator.count_commands("ADDUSER") == 0
+    with gamedb.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM tzr_registrations")
+        assert cursor.fetchone() == (0,)
+
+
+def test_queued_request_past_deadline_not_run(runner_factory, container_factory, gateway_config, gamedb,
+                                               simulator, caplog):
+    gateway = {**gateway_config, "GATEWAY": {**gateway_config["GATEWAY"],
+                                             "timeouts": {**gateway_config["GATEWAY"]["timeouts"], "register": 2}}}
+    base_url = start(runner_factory, gateway, GatewayService)
+    # One worker, busy for 4 s with the first request, while the gateway waits 2 s.
+    registration = {**gateway_config, "max_workers": 1,
+                    "REGISTRATION": {**gateway_config["REGISTRATION"], "reply_timeout": 10}}
+    container_factory(RegistrationService, registration).start()
+    simulator.set_fault("slow", commands=["ADDUSER"], count=1, delay=4)
+
+    with caplog.at_level(logging.WARNING, logger="services.registration"):
+        first = eventlet.spawn(post, base_url, "/api/register", register_body(login="Slow First"))
+        time.sleep(0.3)
+        second = post(base_url, "/api/register", register_body(login="Queued Second"),
+                      **{"X-Request-Id": "queued-request-2"})
+        assert_envelope(first.wait(), 503, "service_unavailable")
+        assert_envelope(second, 503, "service_unavailable")
+        time.sleep(4)
+
+    assert [command.attributes["l"] for command in simulator.commands("ADDUSER")] == ["Slow First"]
+    with gamedb.cursor() as cursor:
+        cursor.execute("SELECT login FROM tzr_registrations")
+        assert cursor.fetchall() == (("Slow First",),)
+    assert "registration queued-request-2: the caller stopped waiting" in caplog.text
+
+
+def test_ready_answer_cached_for_a_second(runner_factory, gateway_config, monkeypatch):
+    rounds = []
+    check = GatewayService._check_readiness
+
+    def counted(self):
+        rounds.append(time.monotonic())
+        return check(self)
+
+    monkeypatch.setattr(GatewayService, "_check_readiness", counted)
+    base_url = start(runner_factory, gateway_config, GatewayService, RegistrationService)
+
+    answers = [requests.get(f"{base_url}/ready", timeout=10) for _ in range(3)]
+    assert len(rounds) == 1
+    assert len({answer.text for answer in answers}) == 1
+    assert answers[0].json()["checks"]["registration"] == {"mariadb": True, "redis": True}
+    time.sleep(1.1)
+    requests.get(f"{base_url}/ready", timeout=10)
+    assert len(rounds) == 2
+
+
+# HTTP DETAILS
+
+
+def test_unknown_method_counted_as_other(base_url):
+    response = requests.request("FROBNICATE", f"{base_url}/health", timeout=5)
+    assert response.status_code == 405
+    metrics = requests.get(f"{base_url}/metrics", timeout=5).text
+    assert "FROBNICATE" not in metrics
+    assert 'method="other"' in metrics
+
+
+def test_405_names_allowed_methods(base_url):
+    response = requests.delete(f"{base_url}/api/register", timeout=5)
+    assert_envelope(response, 405, "method_not_allowed")
+    assert response.headers["Allow"] == "OPTIONS, POST"
+
+
+def test_cors_exposes_request_id_and_retry_after(base_url):
+    response = requests.get(f"{base_url}/api/server/status", headers={"Origin": ORIGIN}, timeout=5)
+    assert response.headers["Access-Control-Expose-Headers"] == "X-Request-Id, Retry-After"
+
+
+# LOGS AND SETTINGS
+
+
+def test_client_error_logged_once_at_info(base_url, caplog):
+    caplog.handler.addFilter(QuietClientErrors())
+    with caplog.at_level(logging.INFO):
+        post(base_url, "/api/register", register_body(login="x"), **{"X-Request-Id": "quiet-error-01"})
+    records = [record for record in caplog.records if "invalid fields: login" in record.getMessage()]
+    assert len(records) == 1
+    assert records[0].levelno == logging.INFO
+    assert records[0].exc_info is None
+
+
+def test_bad_rate_limit_names_setting(runner_factory, gateway_config):
+    config = {**gateway_config, "GATEWAY": {**gateway_config["GATEWAY"], "ip_limit": "five/minute"}}
+    with pytest.raises(ValueError, match=r"config GATEWAY.ip_limit \(TZR_IP_LIMIT\) is not a rate limit"):
+        runner_factory(config, GatewayService).start()
+
+
+def test_bad_api_key_entry_not_echoed(runner_factory, gateway_config):
+    raw_key = "raw-secret-" + uuid.uuid4().hex
+    config = {**gateway_config, "GATEWAY": {**gateway_config["GATEWAY"],
+                                            "api_keys": f"site:{hash_api_key(API_KEY)},{raw_key}"}}
+    with pytest.raises(ValueError, match="entry 2 is not name:sha256hex") as error:
+        runner_factory(config, GatewayService).start()
+    assert raw_key not in str(error.value)
+    assert "TZR_API_KEYS" in str(error.value)
