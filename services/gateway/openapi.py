@@ -1,6 +1,18 @@
 """The OpenAPI 3.1 description of the gateway's routes, served at /api/openapi.json."""
 
+from importlib.metadata import PackageNotFoundError, version
+
+from services.registration.schemas import IGNORED_WEBSITE_FIELDS as _IGNORED_FIELDS
+
 ERROR = {"$ref": "#/components/schemas/Error"}
+RETRY_AFTER = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+
+
+def _package_version() -> str:
+    try:
+        return version("tzr-host")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "0.0.0"
 
 
 def error_responses(descriptions: dict) -> dict:
@@ -14,27 +26,41 @@ def error_responses(descriptions: dict) -> dict:
     }
 
 
-def _error_responses(*statuses: int) -> dict:
-    descriptions = {
-        400: "Invalid request: `validation_error` (with `fields`) or `bad_request`.",
-        401: "Missing or unknown API key (`invalid_api_key`), or Telegram login data that does not verify.",
-        403: "`not_in_telegram_group` or `limit_exceeded`.",
-        404: "`no_accounts`: no game login is linked to this Telegram user.",
-        409: "`login_taken`, `request_id_reused` or `request_in_progress`.",
-        413: "The body is larger than the limit (`payload_too_large`).",
-        429: "Too many requests (`rate_limited`); see `Retry-After`.",
-        502: "The game server refused (`game_server_error`).",
-        503: "A backend is down: `service_unavailable`, `game_server_unavailable` or `telegram_unavailable`.",
-    }
-    return error_responses({status: descriptions[status] for status in statuses})
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid request: `validation_error` (with `fields`, an invalid `X-Request-Id` included) or "
+         "`bad_request` (not JSON, not an object, or nested deeper than 32 levels).",
+    401: "Missing or unknown API key (`invalid_api_key`), or Telegram login data that does not verify "
+         "(`telegram_auth_failed`).",
+    403: "`not_in_telegram_group` or `limit_exceeded`.",
+    404: "`not_found`: no such route.",
+    405: "`method_not_allowed`; `Allow` lists the methods of the route.",
+    409: "`login_taken`, `request_id_reused` (this id was used with other data, the password included) "
+         "or `request_in_progress` (repeat the request with the same id later).",
+    413: "The body, chunked or not, is larger than the limit (`payload_too_large`).",
+    429: "Too many requests (`rate_limited`); see `Retry-After`.",
+    500: "`internal_error`, a server fault or a configuration error such as a missing bot token.",
+    502: "The game server refused (`game_server_error`), failed inside (`game_server_internal_error`) or never "
+         "confirmed this registration, which was not created (`game_server_no_reply`).",
+    503: "A backend is down: `service_unavailable`, `game_server_unavailable` or `telegram_unavailable`.",
+}
+
+
+def _error_responses(*statuses: int, overrides: dict | None = None) -> dict:
+    descriptions = {status: _ERROR_DESCRIPTIONS[status] for status in statuses}
+    descriptions.update(overrides or {})
+    responses = error_responses(descriptions)
+    if "429" in responses:
+        responses["429"]["headers"] = RETRY_AFTER
+    return responses
 
 
 _REQUEST_ID = {
     "name": "X-Request-Id",
     "in": "header",
     "required": False,
-    "description": "8 to 64 letters, digits, '-' or '_'. Sent again, it returns the stored outcome "
-                   "of the first registration with this id instead of registering twice.",
+    "description": "8 to 64 letters, digits, '-' or '_'; an invalid one is rejected with 400. Sent again, "
+                   "it returns the stored outcome of the first registration with this id instead of "
+                   "registering twice.",
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"},
 }
 LANGUAGE = {
@@ -51,7 +77,7 @@ _TELEGRAM_AUTH = {
                    "verified with the bot token and the Telegram id is taken from it.",
     "required": ["id", "auth_date", "hash"],
     "properties": {
-        "id": {"type": "integer"},
+        "id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
         "first_name": {"type": "string"},
         "last_name": {"type": "string"},
         "username": {"type": "string"},
@@ -61,11 +87,22 @@ _TELEGRAM_AUTH = {
     },
 }
 
+_BODY_REQUEST_ID = {
+    "type": ["string", "null"],
+    "pattern": "^[A-Za-z0-9_-]{8,64}$",
+    "description": "The request id, for clients that cannot send X-Request-Id; the header wins when both "
+                   "are sent, and an invalid one is rejected with 400.",
+}
+# Fields that the website sends and the API accepts without using them.
+_IGNORED_PROPERTIES = {
+    name: {"type": ["string", "null"], "description": "Accepted and ignored."} for name in _IGNORED_FIELDS
+}
+
 OPENAPI = {
     "openapi": "3.1.0",
     "info": {
         "title": "TZR Host API",
-        "version": "0.2.0",
+        "version": _package_version(),
         "description": "Registration, password recovery and server status for a TimeZero server.",
     },
     "servers": [{"url": "/"}],
@@ -74,6 +111,10 @@ OPENAPI = {
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "bearerAuth": {"type": "http", "scheme": "bearer",
                            "description": "An admin token whose SHA-256 is in GATEWAY.admin_tokens."},
+        },
+        "headers": {
+            "RetryAfter": {"description": "Seconds to wait before the next request.",
+                           "schema": {"type": "integer", "minimum": 1}},
         },
         "schemas": {
             "Error": {
@@ -106,6 +147,25 @@ OPENAPI = {
                     "request_id": {"type": "string"},
                 },
             },
+            "Ready": {
+                "type": "object",
+                "required": ["ok", "checks"],
+                "properties": {
+                    "ok": {"type": "boolean", "description": "True when every check passed."},
+                    "checks": {
+                        "type": "object",
+                        "description": "`redis` is the gateway's own Redis check. Each service maps to its "
+                                       "backends, such as `{\"mariadb\": true, \"redis\": true}` or, for "
+                                       "status, `game_port` too; a service that does not respond shows "
+                                       "`{\"service\": false, \"error\": code}`.",
+                        "properties": {"redis": {"type": "boolean"}},
+                        "additionalProperties": {
+                            "type": "object",
+                            "additionalProperties": {"type": ["boolean", "string"]},
+                        },
+                    },
+                },
+            },
         },
     },
     "paths": {
@@ -119,17 +179,23 @@ OPENAPI = {
                     "content": {"application/json": {"schema": {
                         "type": "object",
                         "required": ["login", "password", "gender"],
+                        "anyOf": [{"required": ["telegram_id"]}, {"required": ["telegram_auth"]}],
+                        "additionalProperties": False,
                         "properties": {
                             "login": {"type": "string", "minLength": 3, "maxLength": 16,
                                       "description": "Latin or Cyrillic letters (not both), digits, spaces, "
-                                                     "'_' and '-', with at least one letter."},
+                                                     "'_' and '-', with at least one letter; no space at either "
+                                                     "end and no two spaces in a row."},
                             "password": {"type": "string", "minLength": 6, "maxLength": 20,
                                          "description": "Printable ASCII."},
                             "gender": {"type": "integer", "enum": [0, 1], "description": "0 female, 1 male."},
-                            "telegram_id": {"type": "integer", "minimum": 1,
-                                            "description": "Required unless telegram_auth is sent."},
+                            "telegram_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1,
+                                            "description": "Required unless telegram_auth is sent; must equal "
+                                                           "its id when both are."},
                             "username": {"type": ["string", "null"], "maxLength": 64},
                             "telegram_auth": _TELEGRAM_AUTH,
+                            "Request-Id": _BODY_REQUEST_ID,
+                            **_IGNORED_PROPERTIES,
                         },
                     }}},
                 },
@@ -139,7 +205,7 @@ OPENAPI = {
                         "properties": {"ok": {"const": True}, "message": {"type": "string"},
                                        "login": {"type": "string"}, "request_id": {"type": "string"}},
                     }}}},
-                    **_error_responses(400, 401, 403, 409, 413, 429, 502, 503),
+                    **_error_responses(400, 401, 403, 404, 405, 409, 413, 429, 500, 502, 503),
                 },
             },
         },
@@ -153,21 +219,44 @@ OPENAPI = {
                     "content": {"application/json": {"schema": {
                         "type": "object",
                         "required": ["password"],
+                        "anyOf": [{"required": ["telegram_id"]}, {"required": ["telegram_auth"]}],
+                        "additionalProperties": False,
                         "properties": {
                             "password": {"type": "string", "minLength": 6, "maxLength": 20},
-                            "telegram_id": {"type": "integer", "minimum": 1},
+                            "telegram_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
                             "telegram_auth": _TELEGRAM_AUTH,
+                            "Request-Id": _BODY_REQUEST_ID,
+                            **_IGNORED_PROPERTIES,
                         },
                     }}},
                 },
                 "responses": {
-                    "200": {"description": "Changed.", "content": {"application/json": {"schema": {
-                        "type": "object",
-                        "properties": {"ok": {"const": True}, "message": {"type": "string"},
-                                       "logins": {"type": "array", "items": {"type": "string"}},
-                                       "request_id": {"type": "string"}},
-                    }}}},
-                    **_error_responses(400, 401, 404, 413, 429, 502, 503),
+                    "200": {"description": "Every linked login got the new password.",
+                            "content": {"application/json": {"schema": {
+                                "type": "object",
+                                "properties": {"ok": {"const": True}, "message": {"type": "string"},
+                                               "logins": {"type": "array", "items": {"type": "string"}},
+                                               "failed": {"type": "array", "items": {"type": "string"},
+                                                          "maxItems": 0},
+                                               "request_id": {"type": "string"}},
+                            }}}},
+                    **_error_responses(400, 401, 404, 405, 413, 429, 500, 503, overrides={
+                        404: "`no_accounts`: no game login is linked to this Telegram user; `not_found`: no "
+                             "such route.",
+                    }),
+                    "502": {
+                        "description": "`password_partly_changed`: some logins got the new password and some "
+                                       "did not; `logins` and `failed` list them, and repeating the request "
+                                       "is safe. With none changed: `game_server_error`, "
+                                       "`game_server_internal_error` or `game_account_not_found`.",
+                        "content": {"application/json": {"schema": {"allOf": [ERROR, {
+                            "type": "object",
+                            "properties": {"logins": {"type": "array", "items": {"type": "string"}},
+                                           "failed": {"type": "array", "items": {"type": "string"}}},
+                        }]}}},
+                    },
+                    **error_responses({504: "`game_server_timeout`: the game server gave no usable reply, so "
+                                            "the password may not have changed; repeat the request."}),
                 },
             },
         },
@@ -178,15 +267,21 @@ OPENAPI = {
                 "responses": {
                     "200": {"description": "Status, cached for a few seconds.",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
-                    **_error_responses(429, 503),
+                    **_error_responses(404, 405, 429, 500, 503),
                 },
             },
         },
         "/health": {"get": {"summary": "The gateway process is up.",
                             "responses": {"200": {"description": "Up."}}}},
-        "/ready": {"get": {"summary": "Each backend's state; 503 when any is down.",
-                           "responses": {"200": {"description": "Every backend is up."},
-                                         "503": {"description": "At least one backend is down."}}}},
+        "/ready": {"get": {
+            "summary": "Each backend's state, checked at most once a second; 503 when any is down.",
+            "responses": {
+                "200": {"description": "Every backend is up.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}}},
+                "503": {"description": "At least one backend is down.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}}},
+            },
+        }},
         "/metrics": {"get": {"summary": "Prometheus metrics in text format.",
                              "responses": {"200": {"description": "Metrics."}}}},
         "/api/openapi.json": {"get": {"summary": "This document.",

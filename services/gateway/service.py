@@ -155,16 +155,20 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
             raise ServiceUnavailable(f"no instance of the {service} service is running")
         return rpc.call(getattr(self, service), method, *args, timeout=self.settings.timeouts[timeout])
 
-    @api("POST", "/api/register", route="register")
-    def register(self, request):
-        self.guard.admit(request, "register", ip_limit=self.settings.account_limit)
-        payload = read_json(request)
+    def _adopt_request_id(self, request, payload) -> None:
+        """Check the client's request id and use one sent in the body as the request's id."""
         presented = _presented_request_id(request, payload)
         if presented is not None and REQUEST_ID_HEADER not in request.headers:
             # The website's older form sends the id in the body; it is then
             # the idempotency key and the id of every log line and response.
             request.environ[REQUEST_ID_ENVIRON] = presented
             self.context.set_request_id(presented)
+
+    @api("POST", "/api/register", route="register")
+    def register(self, request):
+        self.guard.admit(request, "register", ip_limit=self.settings.account_limit)
+        payload = read_json(request)
+        self._adopt_request_id(request, payload)
         result = self._call("registration", "register", payload, request_id_of(request), timeout="register")
         return self._ok(request, "registered", login=result["login"])
 
@@ -172,7 +176,7 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
     def recover(self, request):
         self.guard.admit(request, "recover", ip_limit=self.settings.account_limit)
         payload = read_json(request)
-        _presented_request_id(request, payload)
+        self._adopt_request_id(request, payload)
         result = self._call("registration", "recover", payload, request_id_of(request), timeout="recover")
         failed = result.get("failed") or []
         if failed:

@@ -24,10 +24,10 @@ _CYRILLIC_LOGIN_RE = re.compile(r"[А-Яа-яЁё0-9 _-]*[А-Яа-яЁё][А-Я�
 # Printable ASCII, space included: what the game client can type.
 _PASSWORD_RE = re.compile(r"[\x20-\x7e]*")
 
-# Fields the website sends that registration accepts and does not use.
-_IGNORED_FIELDS = frozenset({
-    "user_created_at", "user_registration_ip", "user_Country", "user_registration_type", "Request-Id",
-})
+# Fields the website sends that registration accepts and does not use. The
+# gateway reads Request-Id, the request id of clients that send no header.
+IGNORED_WEBSITE_FIELDS = ("user_created_at", "user_registration_ip", "user_Country", "user_registration_type")
+_IGNORED_FIELDS = frozenset({*IGNORED_WEBSITE_FIELDS, "Request-Id"})
 _TELEGRAM_AUTH_FIELD = "telegram_auth"
 
 

@@ -1,5 +1,6 @@
 """The HTTP gateway in front of the registration and status services, all on real RabbitMQ."""
 
+import importlib.metadata
 import inspect
 import json
 import logging
@@ -632,3 +633,22 @@ def test_bad_api_key_entry_not_echoed(runner_factory, gateway_config):
         runner_factory(config, GatewayService).start()
     assert raw_key not in str(error.value)
     assert "TZR_API_KEYS" in str(error.value)
+
+
+def test_openapi_matches_the_api(base_url):
+    document = requests.get(f"{base_url}/api/openapi.json", timeout=5).json()
+    assert document["info"]["version"] == importlib.metadata.version("tzr-host")
+    register = document["paths"]["/api/register"]["post"]
+    assert {"404", "405", "500"} <= set(register["responses"])
+    assert register["responses"]["429"]["headers"]["Retry-After"] == {"$ref": "#/components/headers/RetryAfter"}
+    assert "RetryAfter" in document["components"]["headers"]
+    body = register["requestBody"]["content"]["application/json"]["schema"]
+    assert body["additionalProperties"] is False
+    assert body["anyOf"] == [{"required": ["telegram_id"]}, {"required": ["telegram_auth"]}]
+    assert {"Request-Id", "user_Country", "user_created_at"} <= set(body["properties"])
+    recover = document["paths"]["/api/recover"]["post"]["responses"]
+    assert "password_partly_changed" in recover["502"]["description"]
+    assert "504" in recover
+    ready = document["paths"]["/ready"]["get"]["responses"]
+    assert ready["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Ready"}
+    assert "Ready" in document["components"]["schemas"]
