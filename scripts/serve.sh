@@ -2,7 +2,12 @@
 # Run every TZR Host service in test mode on this machine: the game-server
 # simulator on 127.0.0.1:5190, the game's test tables in the MariaDB
 # database tzserver, and `nameko run services` with the gateway on
-# 127.0.0.1:8000. Stops the simulator when the services stop (Ctrl-C).
+# 127.0.0.1:8000.
+#
+# It runs scripts/setup.sh first, unless TZR_SKIP_SETUP=1. The data stays
+# between runs: the simulator keeps its accounts in the users table.
+# SIGINT (Ctrl-C), SIGTERM or SIGHUP to this script stops the services and
+# the simulator, and so does either of them exiting.
 #
 # The gateway needs an API key: export TZR_API_KEY before running, or one is
 # generated and printed. Only its SHA-256 reaches the services' config. The
@@ -13,7 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+if [ "${TZR_SKIP_SETUP:-0}" != 1 ]; then
+    scripts/setup.sh
+fi
 export TZR_MODE=test
 .venv/bin/tzr-gamedb test-schema
 .venv/bin/tzr-gamedb migrate
@@ -46,12 +53,34 @@ if [ -z "$(ls -A "$logs" 2>/dev/null)" ]; then
     rm -f "$logs/truth.jsonl"
 fi
 
+children=()
+
+stop_children() {
+    trap - EXIT INT TERM HUP
+    local pid
+    for pid in "${children[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${children[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+trap stop_children EXIT
+trap 'stop_children; exit 130' INT
+trap 'stop_children; exit 143' TERM
+trap 'stop_children; exit 129' HUP
+
+# Both run in the background, so that this shell handles signals at once
+# instead of after a foreground child exits.
 .venv/bin/tzr-gamesim --port "${TZR_GAME_PORT:-5190}" \
     --users-dsn "${TZR_GAMEDB_DSN:-mysql://root@127.0.0.1:3306/tzserver}" \
     --logs "$logs" --bots-secret TZR_COLLECT_BOTS &
-simulator=$!
-trap 'kill "$simulator" 2>/dev/null || true' EXIT
+children+=("$!")
+.venv/bin/nameko run services --config services/config.yml &
+children+=("$!")
 
-exec_status=0
-.venv/bin/nameko run services --config services/config.yml || exec_status=$?
-exit "$exec_status"
+exit_status=0
+wait -n "${children[@]}" || exit_status=$?
+echo "a service process exited with status $exit_status; stopping the others" >&2
+exit "$exit_status"
