@@ -1,0 +1,6 @@
+import sys
+
+from site_agent.cli import main
+
+
+sys.exit(main())
