@@ -14,7 +14,8 @@
 # admin routes take TZR_ADMIN_TOKEN the same way. Battle-log collection uses
 # the bot accounts of TZR_COLLECT_BOTS (login:KEY entries), or two generated
 # ones, and the simulator serves the logs in TZR_GAMESIM_LOGS (default
-# var/gamesim/logs; 200 generated logs, ids 4000001 to 4000200, when empty).
+# var/gamesim/logs; when empty, 500 generated logs, ids 4000001 to 4000500,
+# with thirty recurring players and a bot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,8 +50,11 @@ export TZR_COLLECT_BOTS
 
 logs=${TZR_GAMESIM_LOGS:-var/gamesim/logs}
 if [ -z "$(ls -A "$logs" 2>/dev/null)" ]; then
-    .venv/bin/tzr-corpus "$logs" --count 200 --first-id 4000001 --layout flat
-    rm -f "$logs/truth.jsonl"
+    # Thirty recurring players in four clans and a bot, so that the player,
+    # clan and bot-suspicion routes have something to show.
+    .venv/bin/tzr-corpus "$logs" --count 500 --first-id 4000001 --layout flat \
+        --players 30 --clans 4 --bots 1
+    rm -f "$logs/truth.jsonl" "$logs/population.json"
 fi
 
 children=()
