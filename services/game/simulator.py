@@ -52,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from logging import getLogger
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import quote
 
 from services.game.framing import (
     DEFAULT_ENCODING,
@@ -84,6 +85,7 @@ _SEND_TIMEOUT = 10.0
 _SHARD_SIZE = 50000
 _SHOP_CATEGORY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SHOP_PAGE_RE = re.compile(r"[0-9]{1,6}")
+_SHOP_FILTER_RE = re.compile(r"[A-Za-z0-9_%~-][A-Za-z0-9_.%~-]{0,250}")
 _BLOOK_RE = re.compile(r"^//blook\s+([0-9]{1,12})\s*$")
 _BOM = b"\xef\xbb\xbf"
 
@@ -182,8 +184,9 @@ class GameServerSimulator:
     largest of them, or at ``first_account_id``. A battle log is read from
     ``logs_dir`` as ``<id>.tzb`` or ``<id>.tzb.gz``, flat or in the shard
     folder ``<id // 50000>``. A shop page is read from
-    ``shop_dir/<category>/<page>.xml``. Log replies are written in pieces of
-    ``write_chunk_bytes`` with ``write_pause`` seconds between them, so that
+    ``shop_dir/<category>/<page>.xml``, and with a filter ``s`` (a group's
+    offers) from ``shop_dir/<category>/<percent-encoded s>/<page>.xml``.
+    Log replies are written in pieces of ``write_chunk_bytes`` with ``write_pause`` seconds between them, so that
     clients must reassemble frames. ``log_frames`` above 1 splits a log
     into that many NUL-terminated frames; whether the real server ever does
     so is not known.
@@ -780,8 +783,13 @@ class GameServerSimulator:
         filter_text = attributes.get("s", "")
         page = attributes.get("p", "")
         if self.shop_dir is not None and _SHOP_CATEGORY_RE.fullmatch(category) and _SHOP_PAGE_RE.fullmatch(page):
-            path = self.shop_dir / category / f"{int(page)}.xml"
-            if path.is_file():
+            folder = self.shop_dir / category
+            if filter_text:
+                # A group's offers: the folder named by the percent-encoded filter.
+                quoted = quote(filter_text, safe="")
+                folder = folder / quoted if _SHOP_FILTER_RE.fullmatch(quoted) else None
+            path = folder / f"{int(page)}.xml" if folder is not None else None
+            if path is not None and path.is_file():
                 try:
                     return _read_file(path, False, self.max_frame_bytes).replace(b"\x00", b"").strip()
                 except (OSError, GameProtocolError) as error:
