@@ -17,7 +17,8 @@ from services.battles.service import BattlesService  # noqa: E402
 from services.gateway.service import GatewayService  # noqa: E402
 from services.ingest.service import IngestService  # noqa: E402
 from services.registration.service import RegistrationService  # noqa: E402
+from services.shop.service import ShopService  # noqa: E402
 from services.status.service import StatusService  # noqa: E402
 
 
-__all__ = ["BattlesService", "GatewayService", "IngestService", "RegistrationService", "StatusService"]
+__all__ = ["BattlesService", "GatewayService", "IngestService", "RegistrationService", "ShopService", "StatusService"]

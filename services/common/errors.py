@@ -209,6 +209,31 @@ class CollectionDisabled(ServiceError):
     code, status = "collection_disabled", 503
 
 
+@_register
+class ShopNotFound(ServiceError):
+    code, status = "shop_not_found", 404
+
+
+@_register
+class ShopItemNotFound(ServiceError):
+    code, status = "shop_item_not_found", 404
+
+
+@_register
+class ShopSnapshotNotFound(ServiceError):
+    code, status = "shop_snapshot_not_found", 404
+
+
+@_register
+class ShopTemplateNotFound(ServiceError):
+    code, status = "shop_template_not_found", 404
+
+
+@_register
+class ShopDisabled(ServiceError):
+    code, status = "shop_disabled", 503
+
+
 ERRORS_BY_CODE = {
     cls.code: cls
     for cls in [ServiceError, *ServiceError.__subclasses__()]

@@ -154,6 +154,26 @@ MESSAGES = {
         "ru": "Сбор логов боёв не настроен: не заданы аккаунты ботов.",
         "en": "Battle-log collection is not configured: no bot accounts are set.",
     },
+    "shop_not_found": {
+        "ru": "Магазин «{shop}» не настроен.",
+        "en": "No shop {shop} is configured.",
+    },
+    "shop_item_not_found": {
+        "ru": "Предмет № {item_id} не встречался ни в одном снимке магазина.",
+        "en": "Item {item_id} is in no shop snapshot.",
+    },
+    "shop_snapshot_not_found": {
+        "ru": "Снимок магазина № {snapshot_id} не найден.",
+        "en": "Shop snapshot {snapshot_id} was not found.",
+    },
+    "shop_template_not_found": {
+        "ru": "Шаблон предмета № {template_id} не найден.",
+        "en": "Item template {template_id} was not found.",
+    },
+    "shop_disabled": {
+        "ru": "Для магазина «{shop}» не задан аккаунт бота, снимки не делаются.",
+        "en": "Shop {shop} has no bot account, so no snapshots are taken.",
+    },
     # Success texts.
     "registered": {
         "ru": "Регистрация прошла успешно.",
@@ -228,6 +248,22 @@ MESSAGES = {
     "collect.status": {
         "ru": "Состояние: running, finished, aborted или failed.",
         "en": "The status must be running, finished, aborted or failed.",
+    },
+    "shop.ambiguous": {
+        "ru": "Предмет с этим номером есть в нескольких магазинах; укажите shop.",
+        "en": "Items with this id are in several shops; give shop.",
+    },
+    "shop.snapshot_pair": {
+        "ru": "Снимки from и to должны быть разными, законченными и из одного магазина, from раньше to.",
+        "en": "Snapshots from and to must be different finished snapshots of one shop, from before to.",
+    },
+    "shop.price_order": {
+        "ru": "max_price не может быть меньше min_price.",
+        "en": "max_price must not be less than min_price.",
+    },
+    "shop.too_few_snapshots": {
+        "ru": "У магазина меньше двух законченных снимков; сравнивать нечего.",
+        "en": "The shop has fewer than two finished snapshots, so there is nothing to compare.",
     },
     "login.length": {
         "ru": "Логин: от 3 до 16 символов.",
