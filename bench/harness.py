@@ -84,13 +84,17 @@ class Vhost:
             print(f"warning: vhost {self.name} was not deleted: {error}", file=sys.stderr)
 
 
-def start_nameko(config: dict, *modules: str, environment: dict | None = None) -> subprocess.Popen:
-    """Start ``nameko run`` with ``config`` (written as a temporary YAML file) and the service modules."""
+def start_nameko(config: dict, *modules: str, environment: dict | None = None, output=None) -> subprocess.Popen:
+    """Start ``nameko run`` with ``config`` (written as a temporary YAML file) and the service modules.
+
+    ``output``, an open file, takes the services' output; by default it goes to this terminal.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as stream:
         json.dump(config, stream)  # JSON is YAML
         config_path = stream.name
     env = dict(os.environ if environment is None else environment, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([VENV_BIN / "nameko", "run", "--config", config_path, *modules], env=env, cwd=ROOT)
+    return subprocess.Popen([VENV_BIN / "nameko", "run", "--config", config_path, *modules], env=env, cwd=ROOT,
+                            stdout=output, stderr=subprocess.STDOUT if output is not None else None)
 
 
 def stop(processes: list[subprocess.Popen]) -> None:

@@ -7,7 +7,7 @@ Run from the repository root after ``scripts/setup.sh``:
 It starts the game-server simulator and ``nameko run`` with the gateway,
 registration and status services. They use a MariaDB database of its own
 (``tzr_bench_game_*``), Redis database 14 and a RabbitMQ virtual host of
-its own (``tzr-bench-*``, made through the management API on
+its own (``tzr_bench_services_*``, made through the management API on
 127.0.0.1:15672 as guest). So the benchmark never serves the calls of
 ``scripts/serve.sh``, which uses the vhost ``/`` and the same service
 names. The database and the vhost are removed at the end. It measures
@@ -28,10 +28,7 @@ is printed when a run fails.
 
 import argparse
 import hashlib
-import json
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,51 +41,17 @@ import pymysql
 import redis
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
+from harness import ROOT, VENV_BIN, Vhost, free_port, start_nameko, stop, summarize  # noqa: E402
+
+
 REDIS_URL = os.environ.get("TZR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 MARIADB_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root"}
-RABBIT_API = "http://127.0.0.1:15672/api"
-RABBIT_AUTH = ("guest", "guest")
 CACHED_MEDIAN_TARGET_MS = 10.0
 
 
-def create_vhost(name: str) -> None:
-    """Create a RabbitMQ virtual host and give guest every right on it."""
-    response = requests.put(f"{RABBIT_API}/vhosts/{name}", auth=RABBIT_AUTH, timeout=10)
-    response.raise_for_status()
-    response = requests.put(f"{RABBIT_API}/permissions/{name}/guest", auth=RABBIT_AUTH, timeout=10,
-                            json={"configure": ".*", "write": ".*", "read": ".*"})
-    response.raise_for_status()
-
-
-def delete_vhost(name: str) -> None:
-    requests.delete(f"{RABBIT_API}/vhosts/{name}", auth=RABBIT_AUTH, timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
-
-
-def summary(label: str, latencies: list[float], seconds: float) -> dict:
-    return {
-        "label": label,
-        "median_ms": statistics.median(latencies) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "per_second": len(latencies) / seconds,
-        "count": len(latencies),
-    }
-
-
-def wait_for(base: str, services=("registration", "status"), seconds: float = 60) -> None:
+def wait_ready(base: str, services=("registration", "status"), seconds: float = 60) -> None:
     """Wait until /ready reports every backend of ``services`` up; the benchmark starts no others."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -110,66 +73,64 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="registrations in flight (default 8)")
     args = parser.parse_args()
 
-    run_id = uuid.uuid4().hex[:8]
-    database = f"tzr_bench_game_{run_id}"
-    vhost = f"tzr-bench-{run_id}"
+    database = f"tzr_bench_game_{uuid.uuid4().hex[:8]}"
+    cache = redis.Redis.from_url(REDIS_URL)
+    log = tempfile.NamedTemporaryFile("w", prefix="tzr-bench-services-", suffix=".log", delete=False)
+    processes = []
+    with Vhost("tzr_bench_services") as vhost:
+        try:
+            results = run(args, vhost.amqp_uri, database, cache, log, processes)
+        except (Exception, SystemExit):
+            print(f"the run failed; the services' output is in {log.name}", file=sys.stderr)
+            raise
+        finally:
+            stop(processes)
+            cache.delete("tzr:status", "tzr:status:fresh")
+            connection = pymysql.connect(**MARIADB_ADMIN, autocommit=True)
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
+            connection.close()
+            log.close()
+    report(results)
+
+
+def run(args, amqp_uri: str, database: str, cache: redis.Redis, log, processes: list) -> list[dict]:
+    """Start the simulator and the services (appended to ``processes``), then run the phases."""
     dsn = f"mysql://root@127.0.0.1:3306/{database}"
     game_port, web_port = free_port(), free_port()
     api_key = uuid.uuid4().hex
     key_hash = hashlib.sha256(api_key.encode()).hexdigest()
     environment = dict(os.environ, TZR_MODE="test", PYTHONPATH=str(ROOT))
-    cache = redis.Redis.from_url(REDIS_URL)
-    log = tempfile.NamedTemporaryFile("w", prefix="tzr-bench-services-", suffix=".log", delete=False)
     quiet = {"env": environment, "stdout": log, "stderr": subprocess.STDOUT}
-    processes = []
-    try:
-        create_vhost(vhost)
-        subprocess.run([VENV_BIN / "tzr-gamedb", "test-schema", "--dsn", dsn], check=True, **quiet)
-        subprocess.run([VENV_BIN / "tzr-gamedb", "migrate", "--dsn", dsn], check=True, **quiet)
-        processes.append(subprocess.Popen(
-            [VENV_BIN / "tzr-gamesim", "--port", str(game_port), "--users-dsn", dsn, "--log-level", "WARNING"],
-            **quiet,
-        ))
-        config = {
-            "AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
-            "WEB_SERVER_ADDRESS": f"127.0.0.1:{web_port}",
-            "max_workers": 50,
-            "GAMEDB": {"dsn": dsn, "pool_size": 20},
-            "REDIS": {"url": REDIS_URL, "max_connections": 50},
-            "STATUS": {"game_host": "127.0.0.1", "game_port": game_port, "ttl": 30, "refresh_interval": 15},
-            "REGISTRATION": {"game_host": "127.0.0.1", "game_port": game_port, "account_limit": 5,
-                             "check_group": False},
-            "GATEWAY": {"api_keys": f"bench:{key_hash}", "ip_limit": "1000000/minute",
-                        "key_limit": "1000000/minute", "account_limit": "1000000/minute"},
-            "LOGGING": {"version": 1, "root": {"level": "WARNING"}},
-        }
-        with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as stream:
-            json.dump(config, stream)  # JSON is YAML
-            config_path = stream.name
-        processes.append(subprocess.Popen(
-            [VENV_BIN / "nameko", "run", "--config", config_path,
-             "services.gateway.service", "services.registration.service", "services.status.service"],
-            cwd=ROOT, **quiet,
-        ))
-        base = f"http://127.0.0.1:{web_port}"
-        wait_for(base)
-        results = run_phases(base, cache, api_key, args)
-    except (Exception, SystemExit):
-        print(f"the run failed; the services' output is in {log.name}", file=sys.stderr)
-        raise
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
-        cache.delete("tzr:status", "tzr:status:fresh")
-        connection = pymysql.connect(**MARIADB_ADMIN, autocommit=True)
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
-        connection.close()
-        delete_vhost(vhost)
-        log.close()
+    subprocess.run([VENV_BIN / "tzr-gamedb", "test-schema", "--dsn", dsn], check=True, **quiet)
+    subprocess.run([VENV_BIN / "tzr-gamedb", "migrate", "--dsn", dsn], check=True, **quiet)
+    processes.append(subprocess.Popen(
+        [VENV_BIN / "tzr-gamesim", "--port", str(game_port), "--users-dsn", dsn, "--log-level", "WARNING"],
+        **quiet,
+    ))
+    config = {
+        "AMQP_URI": amqp_uri,
+        "WEB_SERVER_ADDRESS": f"127.0.0.1:{web_port}",
+        "max_workers": 50,
+        "GAMEDB": {"dsn": dsn, "pool_size": 20},
+        "REDIS": {"url": REDIS_URL, "max_connections": 50},
+        "STATUS": {"game_host": "127.0.0.1", "game_port": game_port, "ttl": 30, "refresh_interval": 15},
+        "REGISTRATION": {"game_host": "127.0.0.1", "game_port": game_port, "account_limit": 5,
+                         "check_group": False},
+        "GATEWAY": {"api_keys": f"bench:{key_hash}", "ip_limit": "1000000/minute",
+                    "key_limit": "1000000/minute", "account_limit": "1000000/minute"},
+        "LOGGING": {"version": 1, "root": {"level": "WARNING"}},
+    }
+    processes.append(start_nameko(
+        config, "services.gateway.service", "services.registration.service", "services.status.service",
+        environment=environment, output=log,
+    ))
+    base = f"http://127.0.0.1:{web_port}"
+    wait_ready(base)
+    return run_phases(base, cache, api_key, args)
 
+
+def report(results: list[dict]) -> None:
     cpu = " ".join(os.popen("grep -m1 'model name' /proc/cpuinfo").read().split()[3:])
     print(f"\n{os.cpu_count()} cores ({cpu}); everything on 127.0.0.1")
     print(f"{'phase':<18} {'count':>6} {'median ms':>10} {'p99 ms':>8} {'per second':>11}")
@@ -195,7 +156,7 @@ def run_phases(base: str, cache: redis.Redis, api_key: str, args) -> list[dict]:
         response = session.get(status_url, timeout=10)
         latencies.append(time.perf_counter() - begin)
         response.raise_for_status()
-    cached = summary("status cached", latencies, time.perf_counter() - started)
+    cached = summarize("status cached", latencies, time.perf_counter() - started)
 
     latencies = []
     total = 0.0
@@ -208,7 +169,7 @@ def run_phases(base: str, cache: redis.Redis, api_key: str, args) -> list[dict]:
         response.raise_for_status()
         if response.json()["stale"]:
             raise SystemExit("an uncached answer came back stale: MariaDB did not answer")
-    uncached = summary("status uncached", latencies, total)
+    uncached = summarize("status uncached", latencies, total)
 
     def register(number: int) -> float:
         body = {"login": f"Bench{number:05d}", "password": "qwerty12", "gender": number % 2,
@@ -224,7 +185,7 @@ def run_phases(base: str, cache: redis.Redis, api_key: str, args) -> list[dict]:
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         latencies = list(pool.map(register, range(args.registrations)))
-    registered = summary("register", latencies, time.perf_counter() - started)
+    registered = summarize("register", latencies, time.perf_counter() - started)
     return [cached, uncached, registered]
 
 
