@@ -22,7 +22,7 @@ from services.common.redis import Redis
 from services.common.request_context import RequestContext
 from services.registration.schemas import REQUEST_ID_RE
 from services.gateway.guard import Guard
-from services.gateway import admin, analytics, openapi
+from services.gateway import admin, analytics, openapi, shop
 from services.gateway.web import (
     CONFIG_SECTION,
     REGISTRY,
@@ -41,6 +41,7 @@ _log = getLogger(__name__)
 # Seconds to wait for each service; a registration waits for the game server.
 DEFAULT_TIMEOUTS = {
     "register": 60.0, "recover": 60.0, "status": 5.0, "ready": 2.0, "battles": 10.0, "ingest": 10.0,
+    "shop": 10.0,
 }
 # Limits per client address for the routes that create or change accounts.
 ACCOUNT_ROUTE_LIMIT = "10/minute"
@@ -120,14 +121,15 @@ class ReadyCache(DependencyProvider):
         return self
 
 
-OPENAPI = openapi.document(analytics, admin)
+OPENAPI = openapi.document(analytics, admin, shop)
 
 
-class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes):
+class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes, shop.ShopRoutes):
     """Serves ``/api/*``, ``/health``, ``/ready``, ``/metrics`` and ``/api/openapi.json``.
 
-    The analytics and admin routes come from the mixins in
-    :mod:`services.gateway.analytics` and :mod:`services.gateway.admin`.
+    The analytics, admin and shop routes come from the mixins in
+    :mod:`services.gateway.analytics`, :mod:`services.gateway.admin` and
+    :mod:`services.gateway.shop`.
     """
 
     name = "gateway"
