@@ -25,6 +25,23 @@ MESSAGES = {
         "ru": "Неверный запрос: {reason}",
         "en": "Bad request: {reason}",
     },
+    # Reasons that fill bad_request's {reason}, in the message's language.
+    "reason.content_type": {
+        "ru": "тело должно быть в формате JSON (Content-Type: application/json)",
+        "en": "Content-Type must be application/json",
+    },
+    "reason.json_invalid": {
+        "ru": "тело не является правильным JSON",
+        "en": "the body is not valid JSON",
+    },
+    "reason.json_object": {
+        "ru": "тело должно быть объектом JSON",
+        "en": "the body must be a JSON object",
+    },
+    "reason.json_depth": {
+        "ru": "вложенность JSON глубже {depth} уровней",
+        "en": "the JSON nests deeper than {depth} levels",
+    },
     "invalid_api_key": {
         "ru": "Ключ API не указан или неверен.",
         "en": "The API key is missing or invalid.",
@@ -382,7 +399,15 @@ def render(key: str, language: str = DEFAULT_LANGUAGE, params: dict | None = Non
     """
     texts = MESSAGES.get(key) or MESSAGES["internal_error"]
     text = texts.get(language) or texts[DEFAULT_LANGUAGE]
+    params = dict(params or {})
+    # A parameter that names a "reason." message is rendered in the same
+    # language, with the other parameters.
+    reasons = {name: value for name, value in params.items()
+               if isinstance(value, str) and value.startswith("reason.") and value in MESSAGES}
+    plain = {name: value for name, value in params.items() if name not in reasons}
+    for name, value in reasons.items():
+        params[name] = render(value, language, plain)
     try:
-        return text.format(**(params or {}))
+        return text.format(**params)
     except (KeyError, IndexError, ValueError):
         return text

@@ -5,7 +5,6 @@ Every route takes ``Authorization: Bearer <token>``, checked against the
 the ``ingest`` service's ``collect_*`` methods.
 """
 
-import json
 
 from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
@@ -13,7 +12,7 @@ from werkzeug.wrappers import Response
 from services.common import rpc
 from services.common.errors import BadRequest, InvalidAdminToken, ValidationFailed
 from services.gateway.openapi import LANGUAGE, error_responses
-from services.gateway.web import api, envelope, json_response, request_id_of
+from services.gateway.web import api, envelope, json_response, read_json, request_id_of
 
 
 #: The challenge of a 401 response (RFC 6750).
@@ -23,15 +22,9 @@ DEFAULT_LIST_LIMIT = 20
 
 
 def _json_object(request) -> dict:
-    content_type = request.mimetype or ""
-    if content_type != "application/json":
-        raise BadRequest(f"content type {content_type!r}", params={"reason": "Content-Type must be application/json"})
-    try:
-        body = json.loads(request.get_data(cache=False) or b"null")
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(f"malformed JSON: {error}", params={"reason": "the body is not valid JSON"}) from None
+    body = read_json(request)
     if not isinstance(body, dict):
-        raise BadRequest("the body is not a JSON object", params={"reason": "the body must be a JSON object"})
+        raise BadRequest("the body is not a JSON object", params={"reason": "reason.json_object"})
     return body
 
 

@@ -87,15 +87,15 @@ def read_json(request: Request) -> object:
     """Return the parsed JSON body; raise BadRequest for another content type, bad JSON or deep nesting."""
     content_type = request.mimetype or ""
     if content_type != "application/json":
-        raise BadRequest(f"content type {content_type!r}", params={"reason": "Content-Type must be application/json"})
+        raise BadRequest(f"content type {content_type!r}", params={"reason": "reason.content_type"})
     data = request.get_data(cache=False) or b"null"
     if json_depth_exceeds(data, MAX_JSON_DEPTH):
         raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
-                         params={"reason": f"the JSON nests deeper than {MAX_JSON_DEPTH} levels"})
+                         params={"reason": "reason.json_depth", "depth": MAX_JSON_DEPTH})
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(f"malformed JSON: {error}", params={"reason": "the body is not valid JSON"}) from None
+        raise BadRequest(f"malformed JSON: {error}", params={"reason": "reason.json_invalid"}) from None
 
 
 def json_depth_exceeds(data: bytes, limit: int) -> bool:

@@ -116,7 +116,7 @@ def _check_unknown(payload: dict, allowed: frozenset, fields: dict) -> None:
 def _require_object(payload) -> dict:
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object",
-                         params={"reason": "the body must be a JSON object"})
+                         params={"reason": "reason.json_object"})
     return payload
 
 

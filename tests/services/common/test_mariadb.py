@@ -460,7 +460,7 @@ def test_concurrent_workers_overlap(container_factory, probe_config, mariadb_con
 
     with ServiceRpcProxy("mariadb_probe", probe_config, timeout=30) as probe:
         # Open the pool's connections first, so the timing below covers only the queries.
-        warm_up = [probe.sleep.call_async(0.3) for _ in range(CONCURRENT_WORKERS)]
+        warm_up = [probe.sleep.call_async(1.0) for _ in range(CONCURRENT_WORKERS)]
         assert [reply.result() for reply in warm_up] == [0] * CONCURRENT_WORKERS
         assert mariadb_connection_count() == CONCURRENT_WORKERS
 

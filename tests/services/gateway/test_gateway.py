@@ -403,9 +403,28 @@ def test_deeply_nested_json_is_400(base_url):
         response = requests.post(f"{base_url}/api/register", data=data, timeout=10,
                                  headers={"X-API-Key": API_KEY, "Content-Type": "application/json"})
         body = assert_envelope(response, 400, "bad_request")
-        assert "32" in body["message"]
+        assert body["message"] == "Неверный запрос: вложенность JSON глубже 32 уровней"
+    response = requests.post(f"{base_url}/api/register", data=b"[" * 40 + b"]" * 40, timeout=10,
+                             headers={"X-API-Key": API_KEY, "Content-Type": "application/json",
+                                      "Accept-Language": "en"})
+    assert assert_envelope(response, 400, "bad_request")["message"] == (
+        "Bad request: the JSON nests deeper than 32 levels")
     shallow = {**register_body(login="Nested Ok"), "username": "[[[{{{"}
     assert post(base_url, "/api/register", shallow).status_code == 200
+
+
+@pytest.mark.parametrize("data, content_type, ru, en", [
+    (b"{}", "text/plain", "тело должно быть в формате JSON (Content-Type: application/json)",
+     "Content-Type must be application/json"),
+    (b"{not json", "application/json", "тело не является правильным JSON", "the body is not valid JSON"),
+    (b"[1, 2]", "application/json", "тело должно быть объектом JSON", "the body must be a JSON object"),
+])
+def test_bad_body_reason_in_the_message_language(base_url, data, content_type, ru, en):
+    for language, reason, prefix in (("ru", ru, "Неверный запрос: "), ("en", en, "Bad request: ")):
+        response = requests.post(f"{base_url}/api/register", data=data, timeout=10,
+                                 headers={"X-API-Key": API_KEY, "Content-Type": content_type,
+                                          "Accept-Language": language})
+        assert assert_envelope(response, 400, "bad_request")["message"] == prefix + reason
 
 
 def test_chunked_body_is_read(base_url, gamedb):
