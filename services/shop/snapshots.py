@@ -57,7 +57,9 @@ class Snapshotter(DependencyProvider):
 
     def setup(self):
         self.settings = ShopSettings.from_config(self.container.config)
-        self.dsn = config_section(self.container.config, CONFIG_SECTION).get("dsn")
+        section = config_section(self.container.config, CONFIG_SECTION)
+        self.dsn = section.get("dsn")
+        self.pool_timeout = float(section.get("pool_timeout", 10))
         if not self.dsn:
             raise ValueError(f"config {CONFIG_SECTION}.dsn is missing: set the PostgreSQL connection URI")
         self.sessions: dict[str, BotSession] = {}
@@ -67,7 +69,7 @@ class Snapshotter(DependencyProvider):
         self._lock = Semaphore()
 
     def start(self):
-        self.pool = ConnectionPool(self.dsn, min_size=1, max_size=3, timeout=10, open=False,
+        self.pool = ConnectionPool(self.dsn, min_size=1, max_size=3, timeout=self.pool_timeout, open=False,
                                    name=f"{self.container.service_name}-snapshots",
                                    kwargs={"connect_timeout": 5, "autocommit": True})
         self.pool.open(wait=False)

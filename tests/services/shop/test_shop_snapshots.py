@@ -1,5 +1,6 @@
 """Snapshots of the shop service against the simulator: contents, diffs, broken pages, lost sessions, flags."""
 
+import socket
 from collections import Counter
 from urllib.parse import unquote
 
@@ -7,7 +8,7 @@ import pytest
 from nameko.exceptions import RemoteError
 
 from shop_helpers import offers, rpc, snapshot_row, wait_for, wait_for_snapshot
-from services.common.errors import ShopDisabled, ShopNotFound, ValidationFailed
+from services.common.errors import ServiceUnavailable, ShopDisabled, ShopNotFound, ValidationFailed
 from services.shop.categories import CATEGORY_CODES
 from services.shop.service import ShopService
 
@@ -208,3 +209,27 @@ def test_remote_errors_are_typed(shop, shop_tables):
     with pytest.raises(ShopNotFound):
         rpc(shop, "snapshots", {"shop": "atlantis"})
     assert not isinstance(ValidationFailed("x"), RemoteError)
+
+
+def test_an_abandoned_running_snapshot_is_failed(shop, shop_tables):
+    shop_tables.execute("INSERT INTO shop_shops (code, name) VALUES ('moscow', 'Москва')")
+    shop_tables.execute("INSERT INTO shop_snapshots (shop_id, trigger, categories_total, updated_at)"
+                        " VALUES (1, 'schedule', 26, now() - interval '1 hour')")
+    snapshot = take(shop, shop_tables)
+    assert snapshot["status"] == "complete"
+    abandoned = snapshot_row(shop_tables, 1)
+    assert abandoned["status"] == "failed" and "abandoned" in abandoned["error"]
+
+
+def test_a_database_that_is_down_gives_service_unavailable(container_factory, shop_config):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    dsn = f"postgresql://tzr@127.0.0.1:{closed_port}/tzr"
+    config = {**shop_config, "SHOP": {**shop_config["SHOP"], "dsn": dsn, "pool_timeout": 0.5}}
+    container_factory(ShopService, config).start()
+    with pytest.raises(ServiceUnavailable):
+        rpc(config, "search_items", {})
+    with pytest.raises(ServiceUnavailable):
+        rpc(config, "start_snapshot", "moscow")
+    assert rpc(config, "ready") == {"postgres": False}

@@ -1,0 +1,246 @@
+"""Shop page parsing, category paging, settings and the page generator, without services."""
+
+from urllib.parse import quote, unquote
+
+import pytest
+from nameko.exceptions import ConfigurationError
+
+from services.game.client import BotSession, BotSettings, GameConnectFailed
+from services.game.framing import GameProtocolError
+from services.game.password import transform_password
+from services.game.simulator import GameServerSimulator
+from services.shop.pages import ShopPageError, parse_page, read_item
+from services.shop.scrape import CategoryReader, ScrapeSettings, SessionLost
+from services.shop.settings import ShopSettings
+from services.shop.shopgen import generate_catalog, write_pages
+
+
+KEY = transform_password("unit-owl")
+FAST = ScrapeSettings(page_delay=0, retry_delay=0, page_attempts=2, max_pages=20)
+
+
+def sh(body: str, c: str = "a", s: str = "", p: int = 0) -> bytes:
+    return f'<SH c="{c}" s="{s}" p="{p}">{body}</SH>'.encode()
+
+
+# PARSING
+
+
+def test_every_attribute_is_typed():
+    item = read_item(5, {
+        "id": "5", "txt": "АК-74", "name": "v1", "type": "1.7", "cost": "1200.50", "quality": "80",
+        "maxquality": "100", "massa": "3.5", "damage": "S3-7,E1-2", "protect": "B1-4", "calibre": "7.62",
+        "range": "20", "grouping": "4", "piercing": "250", "max_count": "30", "count": "2", "rOD": "2",
+        "nskill": "3", "shot": "2-4,3-6", "st": "GH", "OD": "2", "min": "level=5,str=20,int=3,intel=4,man!1",
+        "up": "str=2", "build_in": "300.1, 300.4", "owner": "Ёжик", "section": "1", "lvl": "7",
+        "put_day": "1764547200", "p2": "x",
+    })
+    assert item.bad_attributes == []
+    assert (float(item.price), item.quality, item.max_quality, float(item.weight)) == (1200.5, 80, 100, 3.5)
+    assert item.damage == [{"type": "S", "min": 3, "max": 7}, {"type": "E", "min": 1, "max": 2}]
+    assert item.protection == [{"type": "B", "min": 1, "max": 4}]
+    assert float(item.piercing) == 2.5 and item.magazine == 30 and item.quantity == 2
+    assert item.attack_modes == [{"mode": 2, "od": 4}, {"mode": 3, "od": 6}]
+    assert item.requirements == {"level": 5, "strength": 20, "dexterity": None, "accuracy": None, "intuition": 3,
+                                 "intelligence": 4, "endurance": None, "gender": "M"}
+    assert item.bonuses == {"str": 2} and item.build_in == ["300.1", "300.4"]
+    assert (item.owner, item.npc_stock, item.section, item.level) == ("Ёжик", False, 1, 7)
+    assert item.listed_at.isoformat() == "2025-12-01T00:00:00+00:00"
+    assert item.raw["p2"] == "x"
+
+
+def test_npc_stock_gets_no_invented_seller():
+    item = read_item(6, {"id": "6", "infinty": "1", "cost": "0"})
+    assert item.npc_stock is True and item.owner is None
+    assert item.price == 0 and item.quantity == 1
+
+
+@pytest.mark.parametrize(("attributes", "flagged"), [
+    ({"piercing": "5.5x"}, ["piercing"]),
+    ({"piercing": "100000000"}, []),
+    ({"cost": "1,5"}, ["cost"]),
+    ({"quality": "99999999999"}, ["quality"]),
+    ({"count": "-1"}, ["count"]),
+    ({"damage": "S3-7,zz"}, ["damage"]),
+    ({"shot": "2-x"}, ["shot"]),
+    ({"min": "level=a"}, ["min"]),
+    ({"up": "str"}, ["up"]),
+    ({"put_day": "12"}, ["put_day"]),
+])
+def test_a_bad_attribute_is_flagged_and_the_item_kept(attributes, flagged):
+    item = read_item(7, {"id": "7", **attributes})
+    assert item.bad_attributes == flagged
+    assert item.item_id == 7
+
+
+def test_groups_and_unusable_entries():
+    page = parse_page(sh('<O txt="9mm" name="a9" type="2.5" count="4"/><O id="x1" cost="1"/>'
+                         '<O txt="no id"/><O name="a,b" type="1" count="2"/><O id="8" count="250"/>'))
+    assert [(group.name, group.type, group.count) for group in page.groups] == [("a9", "2.5", 4)]
+    assert page.groups[0].filter_text == "name:a9,type:2.5"
+    assert [item.item_id for item in page.items] == [8] and page.items[0].quantity == 250
+    assert len(page.malformed) == 3
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    (b'<!DOCTYPE SH [<!ENTITY x "boom">]><SH c="a">&x;</SH>', "DOCTYPE"),
+    (b'<SH c="a"><O id="1"/>', "well-formed"),
+    (b'<OK/>', "not <SH>"),
+    (b'<SH c="a"><O id="1"><X><Y/></X></O></SH>', "deeper"),
+    (b'<SH c="a">' + b" " * (4 * 1024 * 1024) + b"</SH>", "limit"),
+    (b'<SH c="\xff"/>', "not valid utf-8"),
+])
+def test_unusable_pages_are_refused(data, match):
+    with pytest.raises(ShopPageError, match=match):
+        parse_page(data)
+
+
+def test_external_entities_are_never_loaded(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret", encoding="utf-8")
+    declared = f'<!DOCTYPE SH [<!ENTITY ext SYSTEM "file://{secret}">]><SH c="a"><O id="1" txt="&ext;"/></SH>'
+    with pytest.raises(ShopPageError, match="DOCTYPE"):
+        parse_page(declared.encode())
+    with pytest.raises(ShopPageError, match="well-formed"):
+        parse_page(b'<SH c="a"><O id="1" txt="&ext;"/></SH>')
+
+
+# PAGING
+
+
+class FakeShop:
+    """Pages by (category, filter, page); a missing page repeats the last one, as the game server does."""
+
+    def __init__(self, pages: dict, failing: set = frozenset()):
+        self.pages = pages
+        self.failing = set(failing)
+        self.requests = []
+
+    def __call__(self, category, filter_text, page):
+        self.requests.append((category, filter_text, page))
+        if (category, filter_text, page) in self.failing:
+            raise GameProtocolError("the reply is not well-formed XML")
+        listing = [number for (c, s, number) in self.pages if (c, s) == (category, filter_text)]
+        if not listing:
+            return sh("", category, filter_text, page)
+        last = max(listing)
+        return self.pages[(category, filter_text, min(page, last))].replace(
+            f'p="{min(page, last)}"'.encode(), f'p="{page}"'.encode())
+
+
+def test_paging_stops_at_the_repeated_page_and_expands_each_group_once():
+    group = '<O txt="9mm" name="a9" type="2.5" count="3"/>'
+    shop = FakeShop({
+        ("a", "", 0): sh(group + '<O id="1" name="x" type="1"/><O id="2" name="x" type="1"/>', p=0),
+        ("a", "", 1): sh(group + '<O id="3" name="x" type="1"/>', p=1),
+        ("a", "name:a9,type:2.5", 0): sh('<O id="10" name="a9" type="2.5"/><O id="11" name="a9" type="2.5"/>',
+                                         s="name:a9,type:2.5", p=0),
+        ("a", "name:a9,type:2.5", 1): sh('<O id="11" name="a9" type="2.5"/><O id="1" name="x" type="1"/>',
+                                         s="name:a9,type:2.5", p=1),
+    })
+    result = CategoryReader(shop, FAST).read("a")
+    assert result.complete and sorted(result.items) == [1, 2, 3, 10, 11]
+    assert result.groups == 1 and result.group_shortfall == 1
+    assert shop.requests == [("a", "", 0), ("a", "", 1), ("a", "", 2),
+                             ("a", "name:a9,type:2.5", 0), ("a", "name:a9,type:2.5", 1),
+                             ("a", "name:a9,type:2.5", 2)]
+
+
+def test_a_groups_only_first_page_goes_on_to_the_next():
+    shop = FakeShop({
+        ("q", "", 0): sh('<O name="kit" type="3.12" count="1"/>', "q", p=0),
+        ("q", "", 1): sh('<O id="5"/>', "q", p=1),
+        ("q", "name:kit,type:3.12", 0): sh('<O id="6" name="kit" type="3.12"/>', "q", "name:kit,type:3.12"),
+    })
+    result = CategoryReader(shop, FAST).read("q")
+    assert result.complete and sorted(result.items) == [5, 6] and result.group_shortfall == 0
+
+
+def test_a_page_that_keeps_failing_fails_the_category_with_what_was_read():
+    shop = FakeShop({("v", "", 0): sh('<O id="1"/>', "v", p=0), ("v", "", 1): sh('<O id="2"/>', "v", p=1)},
+                    failing={("v", "", 1)})
+    result = CategoryReader(shop, FAST).read("v")
+    assert not result.complete and list(result.items) == [1]
+    assert "page 1" in result.error and shop.requests.count(("v", "", 1)) == 2
+
+
+def test_a_reply_for_another_filter_is_not_taken():
+    shop = FakeShop({("a", "", 0): sh('<O id="1"/>', s="name:b,type:1")})
+    result = CategoryReader(shop, FAST).read("a")
+    assert not result.complete and "filter" in result.error
+
+
+def test_a_listing_that_never_repeats_fails():
+    class Endless:
+        def __call__(self, category, filter_text, page):
+            return sh(f'<O id="{page + 1}"/>', category, p=page)
+
+    result = CategoryReader(Endless(), FAST).read("z")
+    assert not result.complete and "20 pages" in result.error
+
+
+def test_a_lost_session_stops_the_snapshot():
+    def unreachable(category, filter_text, page):
+        raise GameConnectFailed("could not connect")
+
+    with pytest.raises(SessionLost, match="could not connect"):
+        CategoryReader(unreachable, FAST).read("k")
+
+
+# SETTINGS
+
+
+def test_settings_pair_shops_with_bots(monkeypatch):
+    monkeypatch.setenv("TZR_SHOP_BOTS", f"moscow=Сова Москва:{KEY}, oasis=owl:{transform_password('x')}")
+    settings = ShopSettings.from_config({"SHOP": {"shops": "moscow=Москва,oasis,neva=Нева", "dsn": "x"}})
+    assert [(shop.code, shop.name, shop.enabled) for shop in settings.shops] == [
+        ("moscow", "Москва", True), ("oasis", "oasis", True), ("neva", "Нева", False)]
+    assert settings.shop("moscow").bot.login == "Сова Москва"
+    assert KEY not in repr(settings)
+
+
+@pytest.mark.parametrize(("secret", "shops", "match"), [
+    (f"moscow=a:{KEY[:-1]}", "moscow", "40 uppercase"),
+    (f"a:{KEY}", "moscow", "not shop=login:KEY"),
+    (f"moscow=a:{KEY},moscow=b:{KEY}", "moscow", "repeats the shop"),
+    (f"moscow=a:{KEY},oasis=A:{transform_password('y')}", "moscow,oasis", "share one bot"),
+    (f"kyiv=a:{KEY}", "moscow", "does not list: kyiv"),
+    (None, "Moscow!", "entry 1 needs a code"),
+    (None, "moscow,moscow", "listed twice"),
+])
+def test_bad_settings_name_the_problem_never_the_key(monkeypatch, secret, shops, match):
+    monkeypatch.delenv("TZR_SHOP_BOTS_FILE", raising=False)
+    if secret is None:
+        monkeypatch.delenv("TZR_SHOP_BOTS", raising=False)
+    else:
+        monkeypatch.setenv("TZR_SHOP_BOTS", secret)
+    with pytest.raises(ConfigurationError, match=match) as raised:
+        ShopSettings.from_config({"SHOP": {"shops": shops}})
+    assert KEY not in str(raised.value)
+
+
+def test_bad_numbers_name_the_setting(monkeypatch):
+    monkeypatch.delenv("TZR_SHOP_BOTS", raising=False)
+    with pytest.raises(ConfigurationError, match=r"SHOP.interval \(TZR_SHOP_INTERVAL\)"):
+        ShopSettings.from_config({"SHOP": {"shops": "moscow", "interval": "hourly"}})
+    with pytest.raises(ConfigurationError, match="game_encoding"):
+        ShopSettings.from_config({"SHOP": {"shops": "moscow", "game_encoding": "koi8-r"}})
+
+
+# GENERATOR AND SIMULATOR
+
+
+def test_generated_pages_are_served_with_their_groups(tmp_path):
+    catalog = generate_catalog(seed=3, offers=30)
+    write_pages(tmp_path, catalog)
+    group_folders = [path for path in tmp_path.glob("*/*") if path.is_dir()]
+    assert group_folders, "the generator made no groups"
+    category, folder = group_folders[0].parent.name, group_folders[0].name
+    with GameServerSimulator(bots={"owl": KEY}, shop_dir=tmp_path, greeting=False) as simulator:
+        settings = BotSettings("127.0.0.1", simulator.port, "owl", KEY, greeting_timeout=0)
+        with BotSession(settings) as session:
+            grouped = parse_page(session.shop_page(category, unquote(folder), 0).raw)
+            escape = session.shop_page(category, "../../etc", 0)
+    assert grouped.items and not grouped.groups
+    assert escape.element is not None and len(escape.element) == 0
+    assert quote("../x", safe="").startswith("..")
