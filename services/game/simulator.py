@@ -1005,6 +1005,12 @@ def build_parser() -> argparse.ArgumentParser:
         " login:KEY entries, one a line or comma-separated, as battle-log collection reads them",
     )
     parser.add_argument(
+        "--shop-bots-secret",
+        metavar="NAME",
+        help="also allow the shop bots of the secret NAME (or the file NAME_FILE names):"
+        " shop=login:KEY entries, as the shop service reads them",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         type=parse_fault,
@@ -1052,6 +1058,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         bots.update((account.login, account.key) for account in accounts)
+    if args.shop_bots_secret:
+        from services.common.secrets import SecretError
+        from services.shop.settings import read_shop_bots
+
+        try:
+            shop_bots = read_shop_bots(args.shop_bots_secret)
+        except (SecretError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        if not shop_bots:
+            print(f"error: secret {args.shop_bots_secret} is not set", file=sys.stderr)
+            return 2
+        bots.update((account.login, account.key) for account in shop_bots.values())
 
     users, stored_accounts = None, []
     if args.users_dsn:

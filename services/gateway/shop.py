@@ -1,7 +1,7 @@
 """Shop tracker routes of the gateway: the ``shop`` service's read API, and starting a snapshot.
 
 The read routes take an API key, like the analytics routes, and pass their
-query string to the service unchanged; the service checks it and answers
+query string to the service unchanged. The service checks it and returns
 400 naming each bad parameter. The admin routes take the bearer token.
 """
 
@@ -96,7 +96,7 @@ class ShopRoutes:
         if not isinstance(body["shop"], str):
             raise ValidationFailed("shop must be a string", fields={"shop": "field.string"})
         result = self._call_shop("start_snapshot", body["shop"])
-        # 202: the snapshot runs in the background; a joined one was already running.
+        # 202 means the snapshot runs in the background, and 200 that a running one was joined.
         return json_response({"ok": True, **result, "request_id": request_id_of(request)},
                              status=200 if result["joined"] else 202)
 

@@ -11,8 +11,8 @@ read leaves its field empty and is named in ``bad_attributes``; the item
 is kept. Only an entry whose ``id`` is unusable is left out, because
 nothing else identifies it, and it is counted as malformed.
 
-The XML is untrusted: the parser resolves no entities, loads no DTD, uses
-no network, refuses a DOCTYPE and bounds size and nesting depth.
+The XML is untrusted, so the parser resolves no entities, loads no DTD, uses
+no network, rejects a DOCTYPE and bounds size and nesting depth.
 """
 
 import re
@@ -23,11 +23,11 @@ from decimal import Decimal, InvalidOperation
 from lxml import etree
 
 
-#: The largest page accepted, in bytes; the game's pages are a few kilobytes.
+#: The largest page accepted, in bytes. The game's pages are a few kilobytes.
 MAX_PAGE_BYTES = 4 * 1024 * 1024
-#: SH, then O. Anything nested deeper is refused.
-MAX_DEPTH = 4
-#: Entries per page beyond which a page is refused as unreasonable.
+#: SH, then O. O has no children in the game's pages, but one unknown level more is accepted.
+MAX_DEPTH = 3
+#: Entries per page beyond which a page is rejected.
 MAX_ENTRIES = 10_000
 
 INT_MAX = 2**31 - 1
@@ -123,8 +123,8 @@ def group_filter(name: str, type_code: str) -> str:
     """Return the ``s`` filter that lists one group's offers.
 
     The game separates the parts with ``,`` and ``:``, so a name holding
-    either cannot be asked for; :func:`parse_page` reports such a group as
-    malformed instead. XML escaping is the message builder's job.
+    either cannot be requested, and :func:`parse_page` reports such a group
+    as malformed instead. XML escaping is the message builder's job.
     """
     return f"name:{name},type:{type_code}"
 
@@ -142,7 +142,7 @@ def _parser() -> etree.XMLParser:
 
 
 def parse_page(data: bytes, encoding: str = "utf-8") -> Page:
-    """Parse the bytes of one ``<SH>`` reply; raise :class:`ShopPageError` when the page is unusable."""
+    """Parse the bytes of one ``<SH>`` reply. Raises :class:`ShopPageError` when the page is unusable."""
     if len(data) > MAX_PAGE_BYTES:
         raise ShopPageError(f"the page has {len(data)} bytes, over the {MAX_PAGE_BYTES}-byte limit")
     try:

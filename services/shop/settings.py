@@ -104,7 +104,7 @@ class ShopSettings:
                                kind, minimum)
 
         bots_secret = str(values.get("bots_secret") or DEFAULT_BOTS_SECRET)
-        bots = _read_bots(bots_secret)
+        bots = read_shop_bots(bots_secret)
         shops = []
         for code, name in _parse_shops(values.get("shops")):
             shops.append(Shop(code, name, bots.pop(code, None)))
@@ -165,8 +165,11 @@ def _parse_shops(value) -> list[tuple[str, str]]:
     return shops
 
 
-def _read_bots(secret_name: str) -> dict[str, BotAccount]:
-    """Read ``shop=login:KEY`` entries; messages name entries by number and shop, never by key."""
+def read_shop_bots(secret_name: str) -> dict[str, BotAccount]:
+    """Read the bot of each shop from ``shop=login:KEY`` entries in a secret (empty when it is not set).
+
+    Raises ValueError naming the entry by number and shop, never by key.
+    """
     text = read_secret(secret_name, required=False)
     if text is None:
         return {}

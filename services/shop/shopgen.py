@@ -11,7 +11,8 @@ repeats it. Tests change the catalog and write it again between snapshots.
 
 As a command, ``tzr-shopgen DIR`` (or ``python -m services.shop.shopgen
 DIR``) fills an empty folder and leaves a non-empty one alone unless
-``--force`` is given.
+``--force`` is given. ``--day N`` writes the same shop after N days of
+trading (:func:`drift`), so that the next snapshot finds changes.
 """
 
 import argparse
@@ -111,6 +112,42 @@ def _offer(rng: random.Random, item_id: int, category: str, name: str, type_code
     return offer
 
 
+def drift(catalog: dict[str, list[dict]], seed: int, share: float = 0.1) -> dict[str, int]:
+    """Change ``catalog`` in place as a day of trading would, and return how many offers each change touched.
+
+    About ``share`` of the offers each get a new price, seller, quantity or
+    durability, as many are sold (removed), and as many new ones are listed.
+    """
+    rng = random.Random(seed)
+    counts = dict.fromkeys(("price", "seller", "quantity", "durability", "removed", "added"), 0)
+    everything = [offer for offers in catalog.values() for offer in offers]
+    next_id = max((int(offer["id"]) for offer in everything), default=FIRST_ITEM_ID - 1) + 1
+    picks = max(1, round(len(everything) * share))
+    for offer in rng.sample(everything, min(picks, len(everything))):
+        change = rng.choice(("price", "seller", "quantity", "durability"))
+        if change == "price":
+            offer["cost"] = f"{float(offer['cost']) * rng.uniform(0.7, 1.3):.2f}"
+        elif change == "seller" and "owner" in offer:
+            offer["owner"] = rng.choice([seller for seller in _SELLERS if seller != offer["owner"]])
+        elif change == "quantity" and "count" in offer:
+            offer["count"] = str(max(1, int(offer["count"]) + rng.randint(-20, 20)))
+        elif change == "durability" and "quality" in offer:
+            offer["quality"] = str(max(1, int(offer["quality"]) - rng.randint(1, 10)))
+        else:
+            continue
+        counts[change] += 1
+    for _ in range(picks):
+        offers = rng.choice([offers for offers in catalog.values() if offers])
+        offers.remove(rng.choice(offers))
+        counts["removed"] += 1
+    for _ in range(picks):
+        category, name, type_code, title, base = rng.choice(_TEMPLATES)
+        catalog[category].append(_offer(rng, next_id, category, name, type_code, title, base))
+        next_id += 1
+        counts["added"] += 1
+    return counts
+
+
 def _element(attributes: dict) -> str:
     parts = [f'{name}="{escape_attribute(name, value)}"' for name, value in attributes.items()]
     return "<O " + " ".join(parts) + "/>"
@@ -179,15 +216,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="the folder to fill (the simulator's --shop)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--offers", type=int, default=60, help="offers to make, about (default 60)")
+    parser.add_argument("--day", type=int, default=0,
+                        help="days of trading after the first listing: each changes, sells and adds about a tenth"
+                             " of the offers (default 0)")
     parser.add_argument("--force", action="store_true", help="write even when the folder is not empty")
     args = parser.parse_args(argv)
     if args.offers < 1:
         parser.error("--offers must be at least 1")
+    if args.day < 0:
+        parser.error("--day must be 0 or more")
     if args.folder.is_dir() and any(args.folder.iterdir()) and not args.force:
         print(f"{args.folder} is not empty; nothing written (use --force to replace its pages)")
         return 0
-    pages = write_pages(args.folder, generate_catalog(args.seed, args.offers))
-    print(f"wrote {pages} shop pages to {args.folder}")
+    catalog = generate_catalog(args.seed, args.offers)
+    for day in range(1, args.day + 1):
+        drift(catalog, args.seed * 1000 + day)
+    pages = write_pages(args.folder, catalog)
+    print(f"wrote {pages} shop pages to {args.folder} (seed {args.seed}, day {args.day})")
     return 0
 
 

@@ -124,7 +124,7 @@ class Snapshotter(DependencyProvider):
     # -- starting
 
     def start_snapshot(self, code: str, trigger: str) -> tuple[dict, bool]:
-        """Start a snapshot of shop ``code``, or join the one running; return ``(snapshot, joined)``.
+        """Start a snapshot of shop ``code``, or join the running one, and return ``(snapshot, joined)``.
 
         Raises ShopNotFound for a shop not in the config and ShopDisabled
         for a shop without a bot account.

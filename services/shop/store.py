@@ -1,7 +1,7 @@
 """Writing snapshots to PostgreSQL: shops, categories as they are read, and the changes when a snapshot ends.
 
 Each category is written in its own short transaction as soon as it is
-read, so a long snapshot never holds one long transaction, and its
+read, so a long snapshot never keeps one long transaction open, and its
 progress can be read from any process.
 """
 
@@ -72,7 +72,7 @@ def row(connection, query: str, values=None) -> dict | None:
 
 
 def sync_shops(connection, shops) -> dict[str, int]:
-    """Insert or rename the configured shops; return their ids by code."""
+    """Insert or rename the configured shops and return their ids by code."""
     ids = {}
     for shop in shops:
         found = row(connection,
@@ -94,7 +94,7 @@ def running_snapshot(connection, shop_id: int) -> dict | None:
 
 
 def create_snapshot(connection, shop_id: int, trigger: str, categories: int) -> int:
-    """Insert a running snapshot; raises psycopg.errors.UniqueViolation when the shop already has one."""
+    """Insert a running snapshot. Raises psycopg.errors.UniqueViolation when the shop already has one."""
     return row(connection,
                "INSERT INTO shop_snapshots (shop_id, trigger, categories_total) VALUES (%(shop)s, %(trigger)s, %(n)s)"
                " RETURNING id", {"shop": shop_id, "trigger": trigger, "n": categories})["id"]

@@ -1,5 +1,8 @@
 """Shop page parsing, category paging, settings and the page generator, without services."""
 
+import os
+import subprocess
+import sys
 from urllib.parse import quote, unquote
 
 import pytest
@@ -12,7 +15,8 @@ from services.game.simulator import GameServerSimulator
 from services.shop.pages import ShopPageError, parse_page, read_item
 from services.shop.scrape import CategoryReader, ScrapeSettings, SessionLost
 from services.shop.settings import ShopSettings
-from services.shop.shopgen import generate_catalog, write_pages
+from services.shop.shopgen import drift, generate_catalog, write_pages
+from services.shop.shopgen import main as shopgen_main
 
 
 KEY = transform_password("unit-owl")
@@ -244,3 +248,48 @@ def test_generated_pages_are_served_with_their_groups(tmp_path):
     assert grouped.items and not grouped.groups
     assert escape.element is not None and len(escape.element) == 0
     assert quote("../x", safe="").startswith("..")
+
+
+def test_drift_changes_what_it_reports():
+    before = generate_catalog(seed=4, offers=40)
+    after = generate_catalog(seed=4, offers=40)
+    counts = drift(after, seed=9)
+    old = {offer["id"]: offer for offers in before.values() for offer in offers}
+    new = {offer["id"]: offer for offers in after.values() for offer in offers}
+    assert counts["removed"] == counts["added"] == round(len(old) * 0.1)
+    assert len(set(old) - set(new)) == counts["removed"]
+    assert len(set(new) - set(old)) == counts["added"]
+    # An offer changed and then sold counts as changed but is gone from the comparison.
+    changed = sum(1 for item_id in set(old) & set(new) if old[item_id] != new[item_id])
+    assert 0 < changed <= counts["price"] + counts["seller"] + counts["quantity"] + counts["durability"]
+
+
+def test_shopgen_leaves_a_filled_folder_alone(tmp_path, capsys):
+    assert shopgen_main([str(tmp_path), "--offers", "10"]) == 0
+    first = sorted(path.read_text(encoding="utf-8") for path in tmp_path.rglob("*.xml"))
+    assert shopgen_main([str(tmp_path), "--day", "1"]) == 0
+    assert "not empty" in capsys.readouterr().out
+    assert sorted(path.read_text(encoding="utf-8") for path in tmp_path.rglob("*.xml")) == first
+    assert shopgen_main([str(tmp_path), "--offers", "10", "--day", "1", "--force"]) == 0
+    assert sorted(path.read_text(encoding="utf-8") for path in tmp_path.rglob("*.xml")) != first
+
+
+def test_simulator_takes_the_shop_bots_secret(tmp_path):
+    write_pages(tmp_path, generate_catalog(seed=2, offers=10))
+    environment = {**os.environ, "TZR_SHOP_BOTS": f"moscow=Сова:{KEY}"}
+    environment.pop("TZR_SHOP_BOTS_FILE", None)
+    command = [sys.executable, "-m", "services.game.simulator", "--port", "0", "--shop", str(tmp_path),
+               "--shop-bots-secret", "TZR_SHOP_BOTS", "--no-greeting"]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(process.stdout.readline().strip().rsplit(":", 1)[1])
+        with BotSession(BotSettings("127.0.0.1", port, "Сова", KEY, greeting_timeout=0)) as session:
+            assert parse_page(session.shop_page("v", "", 0).raw).items
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+    environment["TZR_SHOP_BOTS"] = f"moscow=Сова:{KEY[:-2]}"
+    failed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=30)
+    assert failed.returncode == 2 and "40 uppercase" in failed.stderr
+    assert KEY[:-2] not in failed.stderr
