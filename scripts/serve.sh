@@ -47,6 +47,10 @@ if [ -z "${TZR_COLLECT_BOTS:-}" ] && [ -z "${TZR_COLLECT_BOTS_FILE:-}" ]; then
 print('\n'.join(f'collector-{n}:{secrets.token_hex(20).upper()}' for n in (1, 2)))")
 fi
 export TZR_COLLECT_BOTS
+# Collect by itself: a scheduled forward job from 4000021 follows the
+# simulator's battles; 4000001 to 4000020 are left for a range job by hand.
+export TZR_COLLECT_AUTO_FORWARD=${TZR_COLLECT_AUTO_FORWARD:-true}
+export TZR_COLLECT_FORWARD_START=${TZR_COLLECT_FORWARD_START:-4000021}
 
 logs=${TZR_GAMESIM_LOGS:-var/gamesim/logs}
 if [ -z "$(ls -A "$logs" 2>/dev/null)" ]; then
