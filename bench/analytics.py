@@ -171,7 +171,7 @@ def measure(base: str, api_key: str, data: dict, count: int) -> list[dict]:
             response = session.get(base + path, params=params, timeout=60)
             latencies.append(time.perf_counter() - began)
             if response.status_code != 200:
-                raise SystemExit(f"{label}: {path} {params} answered {response.status_code}: {response.text[:300]}")
+                raise SystemExit(f"{label}: {path} {params} returned {response.status_code}: {response.text[:300]}")
         results.append(summarize(label, latencies, time.perf_counter() - started))
     return results
 

@@ -52,7 +52,7 @@ def wait_for(url: str, seconds: float = 60) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.3)
-    raise SystemExit(f"{url} did not answer 200 within {seconds} s")
+    raise SystemExit(f"{url} did not return 200 within {seconds} s; is the service running?")
 
 
 class Vhost:
