@@ -222,8 +222,11 @@ def _change_columns(alias: str) -> str:
     return ", ".join(f"{alias}.{column}" for column in CHANGE_COLUMNS)
 
 
-def _template_prices(connection, template_id: int, shop_id: int | None, limit: int) -> list[dict]:
+def _template_prices(connection, template_id: int, shop_id: int | None, limit: int, shop: str | None = None
+                     ) -> list[dict]:
     condition = "AND s.shop_id = %(shop)s" if shop_id is not None else ""
+    if shop is not None:
+        condition += " AND sh.code = %(code)s"
     records = rows(connection,
                    "SELECT s.id AS snapshot_id, sh.code AS shop, s.started_at AS seen_at, count(*) AS offers,"
                    " sum(coalesce(si.quantity, 1)) AS units, min(si.price) AS min_price,"
@@ -233,16 +236,16 @@ def _template_prices(connection, template_id: int, shop_id: int | None, limit: i
                    " JOIN shop_shops sh ON sh.id = s.shop_id"
                    f" WHERE si.template_id = %(template)s AND s.status IN ('complete', 'partial') {condition}"
                    " GROUP BY s.id, sh.code ORDER BY s.id DESC LIMIT %(limit)s",
-                   {"template": template_id, "shop": shop_id, "limit": limit})
+                   {"template": template_id, "shop": shop_id, "code": shop, "limit": limit})
     return [_clean(record) for record in records]
 
 
-def template_prices(connection, template_id: int, params: dict, shop_id: int | None) -> dict:
+def template_prices(connection, template_id: int, params: dict) -> dict:
     template = row(connection, "SELECT id, category, name, type, title FROM shop_templates WHERE id = %(id)s",
                    {"id": template_id})
     if template is None:
         raise ShopTemplateNotFound(f"template {template_id} not found", params={"template_id": template_id})
-    return {**template, "prices": _template_prices(connection, template_id, shop_id, params["limit"])}
+    return {**template, "prices": _template_prices(connection, template_id, None, params["limit"], params["shop"])}
 
 
 # ---------------------------------------------------------------------------

@@ -153,9 +153,8 @@ class ShopService:
     @rpc(expected_exceptions=EXPECTED)
     def template_prices(self, template_id, params=None):
         """Return a template's price statistics per snapshot (offers, units, min, median, mean, max), newest first."""
-        checked = self._parse(params, PRICES)
-        shop_id = self.snapshotter.shop_id(checked["shop"]) if checked["shop"] else None
-        return self._query(queries.template_prices, _positive_id(template_id, "template_id"), checked, shop_id)
+        template_id = _positive_id(template_id, "template_id")
+        return self._query(queries.template_prices, template_id, self._parse(params, PRICES))
 
     @rpc(expected_exceptions=EXPECTED)
     def snapshots(self, params=None):

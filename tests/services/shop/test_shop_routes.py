@@ -197,3 +197,18 @@ def test_openapi_describes_the_shop_routes(base_url):
         assert path in document["paths"], path
     assert "202" in document["paths"]["/api/admin/shop/snapshots"]["post"]["responses"]
     assert {"ShopItem", "ShopSnapshot", "ShopChange"} <= set(document["components"]["schemas"])
+
+
+def test_an_item_in_two_shops_needs_the_shop(base_url, shop_tables, catalog):
+    snapshot_through_admin(base_url, shop_tables)
+    started = admin_start(base_url, "oasis")
+    assert started.status_code == 202
+    wait_for_snapshot(shop_tables, started.json()["snapshot"]["id"])
+    item_id = next(iter(offers(catalog)))
+
+    ambiguous = assert_envelope(get(base_url, f"/api/shop/items/{item_id}"), 400, "validation_error")
+    assert set(ambiguous["fields"]) == {"shop"}
+    oasis = ok(get(base_url, f"/api/shop/items/{item_id}", {"shop": "oasis"}))
+    assert oasis["shop"] == "oasis" and len(oasis["history"]) == 1
+    moscow_only = ok(get(base_url, "/api/shop/items", {"shop": "moscow", "limit": 100}))
+    assert {item["shop"] for item in moscow_only["items"]} == {"moscow"}
