@@ -29,10 +29,10 @@ import redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from services.common.errors import ServiceError
 from site_agent import protocol
 from site_agent.auth import TokenError
 from site_agent.protocol import FrameDropped, JobRejected, error_text
+from site_agent.shared import errors
 
 
 _log = getLogger(__name__)
@@ -132,8 +132,7 @@ class Agent:
             except ConnectionClosed as error:
                 code = error.rcvd.code if error.rcvd is not None else None
                 auth_refused = code in AUTH_CLOSE_CODES
-                _log.warning("connection closed (code %s, %s)", code,
-                             error.rcvd.reason if error.rcvd is not None else "no close frame")
+                _log.warning("connection closed: %s", error)
             except (OSError, InvalidHandshake, asyncio.TimeoutError) as error:
                 _log.warning("cannot connect to %s: %s", settings.site_url, error or type(error).__name__)
             finally:
@@ -225,6 +224,10 @@ class Agent:
         except JobRejected as rejection:
             _log.warning("job %s: rejected, %s: %s", job_id, rejection.code, rejection.detail)
             ok, result, error = False, None, error_text(rejection.code, rejection.params, rejection.fields)
+        except Exception:
+            # Every job with an id gets an answer, even when the agent itself fails.
+            _log.exception("job %s: failed unexpectedly", job_id)
+            ok, result, error = False, None, error_text("internal_error")
         _log.info("job %s: done in %.3f s, ok=%s", job_id, time.monotonic() - started, ok)
         await self._send(job_id, ok, result, error)
 
@@ -275,7 +278,7 @@ class Agent:
         except JobRejected as rejection:
             _log.warning("job %s: rejected, %s: %s", job.id, rejection.code, rejection.detail)
             return (False, None, error_text(rejection.code, rejection.params, rejection.fields)), True
-        except ServiceError as error:
+        except errors.ServiceError as error:
             _log.warning("job %s: failed, %s: %s", job.id, error.code, error.detail)
             return (False, None, error_text(error.code, error.params, error.fields)), not error.retryable
         except Exception:

@@ -4,8 +4,8 @@ nameko's standalone RPC proxy is blocking and not thread-safe, so each
 worker thread of a bounded pool keeps its own proxy (one per timeout), and
 the event loop waits for the thread with ``run_in_executor``. No service
 module is imported: eventlet's monkey patch must stay out of this asyncio
-process. Importing :mod:`services.common.errors` registers the services'
-error classes, so a remote error arrives as itself with its code.
+process. Loading :mod:`services.common.errors` (see :mod:`site_agent.shared`)
+registers the services' error classes, so a remote error arrives as itself with its code.
 
 Each call carries the job id as the request id (it appears in the services'
 log lines) and ``now + timeout`` as its deadline, so a service refuses a
@@ -15,16 +15,27 @@ call that waited in the queue after the agent stopped waiting.
 import asyncio
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from logging import getLogger
 
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
-from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from services.common.errors import InternalError, ServiceError, ServiceUnavailable
-from services.common.request_context import CONTEXT_KEY, DEADLINE_KEY
+# nameko imports eventlet, which warns that it is deprecated; the agent
+# never runs eventlet's hub, so the warning would only open every log.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+from site_agent.shared import errors
+
+
+# The context data keys of services.common.request_context: the request id
+# in every log line, and the Unix time after which the caller stops waiting.
+CONTEXT_KEY = "request_id"
+DEADLINE_KEY = "deadline"
 
 
 _log = getLogger(__name__)
@@ -50,7 +61,7 @@ class RpcBackend:
         try:
             return await asyncio.wait_for(future, timeout + _GRACE)
         except asyncio.TimeoutError:
-            raise ServiceUnavailable(f"{service}.{method} did not respond within {timeout:g} s") from None
+            raise errors.ServiceUnavailable(f"{service}.{method} did not respond within {timeout:g} s") from None
 
     def _proxy(self, timeout: float):
         proxies = getattr(self._local, "proxies", None)
@@ -79,27 +90,27 @@ class RpcBackend:
             standalone, cluster = self._proxy(timeout)
         except (AMQPError, OperationalError, OSError) as error:
             _log.error("job %s: cannot reach RabbitMQ: %s", request_id, error)
-            raise ServiceUnavailable(f"RabbitMQ is unavailable: {error}") from None
+            raise errors.ServiceUnavailable(f"RabbitMQ is unavailable: {error}") from None
         # The proxy belongs to this thread, so its context data is ours to set.
         standalone._worker_ctx.data[CONTEXT_KEY] = request_id
         standalone._worker_ctx.data[DEADLINE_KEY] = round(time.time() + timeout, 3)
         try:
             return getattr(getattr(cluster, service), method)(*args)
-        except ServiceError:
+        except errors.ServiceError:
             raise
         except RpcTimeout:
             _log.error("job %s: %s.%s timed out after %g s", request_id, service, method, timeout)
-            raise ServiceUnavailable(f"{service}.{method} did not respond within {timeout:g} s") from None
+            raise errors.ServiceUnavailable(f"{service}.{method} did not respond within {timeout:g} s") from None
         except UnknownService:
             _log.error("job %s: no instance of %s is running", request_id, service)
-            raise ServiceUnavailable(f"the {service} service is not running") from None
+            raise errors.ServiceUnavailable(f"the {service} service is not running") from None
         except RemoteError as error:
             _log.error("job %s: %s.%s failed: %s", request_id, service, method, error.exc_type)
-            raise InternalError(f"{service}.{method} failed with {error.exc_type}") from None
+            raise errors.InternalError(f"{service}.{method} failed with {error.exc_type}") from None
         except (AMQPError, OperationalError, OSError, RuntimeError) as error:
             _log.error("job %s: RabbitMQ failed during %s.%s: %r", request_id, service, method, error)
             self._discard(timeout)
-            raise ServiceUnavailable(f"RabbitMQ failed: {error}") from None
+            raise errors.ServiceUnavailable(f"RabbitMQ failed: {error}") from None
 
     def close(self) -> None:
         """Wait for running calls, then close every proxy's connection."""

@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.secrets import SecretError, read_secret
 from site_agent import crypto
 
 
@@ -40,6 +39,32 @@ _NUMBERS = {
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
+
+
+def read_secret(name: str, environ=None) -> str:
+    """Return the secret ``name`` from the environment, or from the file that ``name_FILE`` names.
+
+    The same rule as the services' secrets: the variable wins, a file's
+    trailing line breaks are stripped, and an empty value counts as unset.
+    The value is never logged or quoted.
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get(name)
+    if value:
+        return value
+    path = environ.get(name + "_FILE")
+    if not path:
+        raise SettingsError(f"secret {name} is not set: set {name}, or {name}_FILE to the path of a file with it")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            value = stream.read().rstrip("\r\n")
+    except OSError as error:
+        raise SettingsError(f"cannot read the secret file {path} named by {name}_FILE: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"the secret file {path} named by {name}_FILE is not UTF-8") from None
+    if not value:
+        raise SettingsError(f"the secret file {path} named by {name}_FILE is empty")
+    return value
 
 
 @dataclass(frozen=True)
@@ -98,9 +123,9 @@ def from_environment(environ=None) -> Settings:
     if not jwt_file:
         raise SettingsError(f"{JWT_FILE} is not set: name the file that holds the site's JWT")
     try:
-        hmac_key = crypto.hmac_key(read_secret(HMAC_SECRET))
-        aes_key = crypto.aes_key(read_secret(AES_KEY_SECRET))
-    except (SecretError, ValueError) as error:
+        hmac_key = crypto.hmac_key(read_secret(HMAC_SECRET, environ))
+        aes_key = crypto.aes_key(read_secret(AES_KEY_SECRET, environ))
+    except ValueError as error:
         raise SettingsError(str(error)) from None
     numbers = {name: _number(environ, name) for name in _NUMBERS}
     if numbers["backoff_max"] < numbers["backoff_min"]:

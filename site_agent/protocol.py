@@ -14,8 +14,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from services.common.messages import render
 from site_agent import crypto
+from site_agent.shared import messages
 
 
 # Agent errors that services.common.messages does not know, in Russian and English.
@@ -86,16 +86,24 @@ def message_text(code: str, params: dict | None = None, language: str = "ru") ->
             return text.format(**(params or {}))
         except (KeyError, IndexError, ValueError):
             return text
-    return render(code, language, params)
+    return messages.render(code, language, params)
 
 
 def error_text(code: str, params: dict | None = None, fields: dict | None = None) -> str:
     """Return a result's ``error``: ``"<code>: <Russian text>"``, with field messages in brackets."""
     text = f"{code}: {message_text(code, params)}"
     if fields:
-        details = "; ".join(f"{name}: {render(key, 'ru', params)}" for name, key in sorted(fields.items()))
+        details = "; ".join(f"{name}: {_field_text(value, params)}" for name, value in sorted(fields.items()))
         text = f"{text} ({details})"
     return text
+
+
+def _field_text(value, params: dict | None) -> str:
+    # A field maps to a message key, or to [key, params] when its message
+    # has placeholders of its own, as the gateway renders them.
+    if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[1], dict):
+        return messages.render(str(value[0]), "ru", {**(params or {}), **value[1]})
+    return messages.render(str(value), "ru", params)
 
 
 def parse_frame(text) -> dict:

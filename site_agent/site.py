@@ -44,8 +44,8 @@ import jwt
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from services.common.secrets import SecretError, read_secret
 from site_agent import crypto
+from site_agent.config import SettingsError, read_secret
 
 
 _log = logging.getLogger("site_agent.site")
@@ -56,6 +56,8 @@ WS_PATH = "/ws/pull"
 DEFAULT_PORT = 8765
 DEFAULT_CONTROL_PORT = 8766
 DEFAULT_TTL = 45
+# Bytes of one control request: room for the oversized frames that tests send.
+CONTROL_LINE_LIMIT = 16 * 1024 * 1024
 
 
 def issue_token(secret: str, lifetime: float, subject: str = "agent", now: float | None = None) -> str:
@@ -282,7 +284,8 @@ async def _serve(arguments) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    control = await asyncio.start_server(site.control, arguments.host, arguments.control_port)
+    control = await asyncio.start_server(site.control, arguments.host, arguments.control_port,
+                                         limit=CONTROL_LINE_LIMIT)
     async with serve(site.handle, arguments.host, arguments.port, process_request=site.check_request,
                      max_size=arguments.max_frame, ping_interval=20, ping_timeout=20):
         _log.info("serving ws://%s:%s%s, control on %s:%s", arguments.host, arguments.port, WS_PATH,
@@ -351,7 +354,7 @@ def main(argv=None) -> int:
         answer = _control_request(arguments.control_port, request, arguments.wait + 5)
         print(json.dumps(answer, ensure_ascii=False, indent=2))
         return 0 if answer.get("verified") and answer["result"].get("ok") else 1
-    except (SecretError, ValueError, KeyError, OSError) as error:
+    except (SettingsError, ValueError, KeyError, OSError) as error:
         print(f"tzr-site: {error}", file=sys.stderr)
         return 2
 

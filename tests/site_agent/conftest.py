@@ -199,6 +199,12 @@ class AgentProcess:
         self.process = None
         return code
 
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        """Wait for the agent to exit by itself and return its status."""
+        wait_until(lambda: self.process.poll() is not None, timeout, what="the agent to exit")
+        code, self.process = self.process.returncode, None
+        return code
+
     def text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
