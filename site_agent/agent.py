@@ -37,7 +37,7 @@ from site_agent.shared import errors
 
 _log = getLogger(__name__)
 
-#: Close codes with which a site says that the token is not accepted.
+#: Close codes that a site sends when it rejects the token.
 AUTH_CLOSE_CODES = frozenset({1008, 4001, 4002, 4003})
 AUTH_HTTP_STATUSES = frozenset({401, 403})
 #: A connection that lasted this long resets the backoff.
@@ -88,13 +88,13 @@ class Agent:
 
     def token_hint(self) -> None:
         """Read the token file again before the next connection (SIGHUP)."""
-        _log.info("told to read the token file again")
+        _log.info("SIGHUP received: the token file is read again before the next connection")
         self._token_hint.set()
 
     # -- connection loop
 
     async def run(self) -> None:
-        """Connect, serve, and reconnect until stopped; then wait for the jobs in flight."""
+        """Connect, serve and reconnect until stopped, then wait for the jobs in flight."""
         settings = self.settings
         while not self._stopping.is_set():
             try:
@@ -207,7 +207,7 @@ class Agent:
             _log.warning("dropped a frame: %s", error)
             return
         if len(self._tasks) >= self.settings.max_pending:
-            _log.warning("job %s: refused, %d jobs already pending", message["id"], len(self._tasks))
+            _log.warning("job %s: rejected as agent_busy, %d jobs already pending", message["id"], len(self._tasks))
             task = asyncio.ensure_future(self._send(message["id"], False, None, error_text("agent_busy")))
         else:
             task = asyncio.ensure_future(self._process(message))
@@ -225,7 +225,7 @@ class Agent:
             _log.warning("job %s: rejected, %s: %s", job_id, rejection.code, rejection.detail)
             ok, result, error = False, None, error_text(rejection.code, rejection.params, rejection.fields)
         except Exception:
-            # Every job with an id gets an answer, even when the agent itself fails.
+            # Every job with an id gets a result, even when the agent itself fails.
             _log.exception("job %s: failed unexpectedly", job_id)
             ok, result, error = False, None, error_text("internal_error")
         _log.info("job %s: done in %.3f s, ok=%s", job_id, time.monotonic() - started, ok)
@@ -236,8 +236,8 @@ class Agent:
         try:
             claim = await self.store.claim(job.id, job.nonce, fingerprint)
         except (redis.RedisError, OSError) as error:
-            # Without the replay cache a job could run twice: refuse it, retryably.
-            _log.error("job %s: Redis is unavailable, refusing the job: %s", job.id, error)
+            # Without the replay cache a job could run twice, so it is rejected with a retryable error.
+            _log.error("job %s: rejected because Redis is unavailable: %s", job.id, error)
             return False, None, error_text("service_unavailable")
         if claim.kind == "nonce_reused":
             raise JobRejected("nonce_reused", f"nonce {job.nonce} seen before", store=False)
@@ -263,11 +263,11 @@ class Agent:
             self._running.pop(job.id, None)
 
     async def _run(self, job) -> tuple[tuple, bool]:
-        """Run a claimed job; return its outcome and whether to keep it for repeats.
+        """Run a claimed job and return its outcome and whether to keep it for repeats.
 
         A retryable failure (a service was down) is not kept, so the site's
-        retry under the same id runs the job again; the services are
-        idempotent by request id, so nothing is done twice.
+        retry under the same id runs the job again. The services are
+        idempotent by request id, so the retry does nothing twice.
         """
         try:
             async with self._semaphore:

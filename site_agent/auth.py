@@ -21,7 +21,7 @@ _log = getLogger(__name__)
 
 
 class TokenError(Exception):
-    """The token file is missing, unreadable, empty, not a JWT, or holds an expired token."""
+    """The token file is missing, unreadable, empty, not a JWT, or contains an expired token."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from logging import getLogger
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
-# nameko imports eventlet, which warns that it is deprecated; the agent
+# nameko imports eventlet, which warns that it is deprecated. The agent
 # never runs eventlet's hub, so the warning would only open every log.
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")

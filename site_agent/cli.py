@@ -1,7 +1,7 @@
 """``tzr-agent``: run the site agent until SIGTERM or SIGINT.
 
 Exit status: 0 after a graceful stop, 2 when a setting or the token is
-unusable at start (the message says which).
+unusable at start (the message names it).
 """
 
 import argparse
@@ -23,7 +23,7 @@ _log = logging.getLogger("site_agent")
 
 
 async def serve(settings, tokens) -> None:
-    """Run the agent with its backend and store until it is told to stop."""
+    """Run the agent with its backend and store until SIGTERM or SIGINT."""
     backend = RpcBackend(settings.amqp_uri, workers=settings.concurrency)
     store = JobStore(settings.redis_url, settings.job_ttl, settings.running_keep, settings.result_keep)
     runner = JobRunner(backend, settings.aes_key, settings.register_timeout, settings.query_timeout)

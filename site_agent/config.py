@@ -69,7 +69,7 @@ def read_secret(name: str, environ=None) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """What the agent needs to run; ``hmac_key`` and ``aes_key`` are secrets and stay out of ``repr``."""
+    """The agent's settings. ``hmac_key`` and ``aes_key`` are secrets, so ``repr`` leaves them out."""
 
     site_url: str
     jwt_file: Path
@@ -121,7 +121,7 @@ def from_environment(environ=None) -> Settings:
         raise SettingsError(f"TZR_SITE_URL must start with ws:// or wss://, got {site_url!r}")
     jwt_file = environ.get(JWT_FILE)
     if not jwt_file:
-        raise SettingsError(f"{JWT_FILE} is not set: name the file that holds the site's JWT")
+        raise SettingsError(f"{JWT_FILE} is not set: set it to the path of the file that contains the site's JWT")
     try:
         hmac_key = crypto.hmac_key(read_secret(HMAC_SECRET, environ))
         aes_key = crypto.aes_key(read_secret(AES_KEY_SECRET, environ))

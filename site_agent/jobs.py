@@ -1,4 +1,4 @@
-"""What each job type does: check the payload, call one service, shape the answer the website expects.
+"""Job handlers: each checks the payload, calls one service and shapes the result the website expects.
 
 A handler returns the ``result`` object of a successful result, or raises
 :class:`~site_agent.protocol.JobRejected` or a
@@ -35,7 +35,7 @@ QUERIES = {
 
 
 class Revision:
-    """A number that grows with every status answer of this process: Unix seconds, or the last one plus one."""
+    """A counter that grows with every status result of this process: Unix seconds, or the last value plus one."""
 
     def __init__(self):
         self._last = 0
@@ -110,7 +110,7 @@ class JobRunner:
     async def server_status(self, job) -> dict:
         status = await self.backend.call("status", "get_status", timeout=self.query_timeout, request_id=job.id)
         constant = status.get("server_status")
-        # 1 only when the game says it is open and its port accepts connections.
+        # 1 only when the game's ServerStatus constant is 1 and its port accepts connections.
         online = 1 if constant is not None and int(constant) == 1 and status.get("online") else 0
         rates = status.get("rates") or {}
         return {

@@ -22,7 +22,7 @@ in, one per line out. ``tzr-site job`` is its client.
   (for tests of malformed, tampered and oversized frames);
 - ``{"op": "result", "id", "wait"?}`` waits for the result of a job sent
   earlier;
-- ``{"op": "state"}`` tells whether an agent is connected.
+- ``{"op": "state"}`` returns whether an agent is connected, and the count of connections and rejected handshakes.
 
 Answers are ``{"id", "result", "verified", "problem"}``, with ``result``
 null when none came in time, and ``problem`` saying what failed in the check.
@@ -128,7 +128,7 @@ class ReferenceSite:
             jwt.decode(token, self.jwt_secret, algorithms=["HS256"], audience=AUDIENCE)
         except jwt.InvalidTokenError as error:
             self.refused += 1
-            _log.warning("refused an agent: %s", type(error).__name__)
+            _log.warning("rejected an agent's handshake: %s", type(error).__name__)
             return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid token\n")
         return None
 

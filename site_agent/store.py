@@ -3,7 +3,7 @@
 - ``tzr:agent:nonce:<nonce>`` lives for twice the job TTL (a job may be
   dated up to one TTL in the past or the future), so a captured job cannot
   be replayed while its timestamp is still accepted.
-- ``tzr:agent:job:<id>`` holds ``{"state": "running" | "done", "fp":
+- ``tzr:agent:job:<id>`` contains ``{"state": "running" | "done", "fp":
   <fingerprint>, "ok", "result", "error"}``. A running marker expires after
   ``running_keep`` seconds, so a job whose agent died can run again (the
   services are idempotent by request id); an outcome is kept for
