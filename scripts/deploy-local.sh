@@ -35,4 +35,6 @@ PY
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}"
 
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
+# Modules run without copying a file per task first.
+export ANSIBLE_PIPELINING=${ANSIBLE_PIPELINING:-1}
 exec "$venv/bin/ansible-playbook" -i inventory/local playbooks/deploy.yml "$@"
