@@ -329,3 +329,31 @@ def test_results_are_plain_json(agent, site):
     answer = site.job("get_server_status")
     assert set(answer["result"]["result"]) == STATUS_RESULT_KEYS
     json.dumps(answer["result"])
+
+
+# BACKENDS DOWN
+
+
+def closed_port() -> int:
+    from conftest import free_port
+
+    return free_port()
+
+
+def test_redis_down_rejects_jobs_retryably(agent_process, site, keys, simulator):
+    agent_process.start(TZR_REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    wait_until(lambda: site.state()["connected"], what="the agent to connect")
+    job = build_job("register", register_payload(keys), keys.hmac_key)
+    assert error_code(site.send(job, job["id"], wait=30)) == "service_unavailable"
+    assert simulator.count_commands("ADDUSER") == 0
+    agent_process.wait_log("rejected because Redis is unavailable")
+
+
+def test_rabbitmq_down_is_retryable_and_not_stored(agent_process, site, keys, redis_client):
+    agent_process.start(AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:{closed_port()}/")
+    wait_until(lambda: site.state()["connected"], what="the agent to connect")
+    job = build_job("get_server_status", {}, keys.hmac_key)
+    assert error_code(site.send(job, job["id"], wait=30)) == "service_unavailable"
+    # A retryable failure is forgotten, so the site may send the job again.
+    assert redis_client.get(f"tzr:agent:job:{job['id']}") is None
+    agent_process.wait_log("cannot reach RabbitMQ")
