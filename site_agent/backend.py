@@ -41,6 +41,8 @@ DEADLINE_KEY = "deadline"
 _log = getLogger(__name__)
 
 # Seconds the event loop waits past a call's own timeout before giving up on its thread.
+# NOTE: a thread given up on stays busy until nameko's proxy times out, which
+# measures silence on the reply socket rather than the call's whole duration.
 _GRACE = 2.0
 
 
