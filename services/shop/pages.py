@@ -32,8 +32,11 @@ MAX_ENTRIES = 10_000
 
 INT_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
-#: Prices and weights above this do not fit the numeric columns.
-MAX_AMOUNT = Decimal("1e13")
+#: Bounds that keep values inside their numeric columns: price numeric(16, 2),
+#: weight numeric(12, 3), and piercing numeric(14, 4) after division by 100.
+MAX_PRICE = Decimal("1e13")
+MAX_WEIGHT = Decimal("1e8")
+MAX_PIERCING_RAW = Decimal("1e11")
 #: put_day bounds: 2000-01-01 to 2100-01-01.
 _MIN_EPOCH, _MAX_EPOCH = 946_684_800, 4_102_444_800
 
@@ -217,16 +220,16 @@ def read_item(item_id: int, attributes: dict) -> Item:
     item.txt = attributes.get("txt", "")
     item.name = attributes.get("name") or None
     item.type = attributes.get("type") or None
-    item.price = reader.amount("cost")
+    item.price = reader.amount("cost", MAX_PRICE)
     item.quality = reader.integer("quality")
     item.max_quality = reader.integer("maxquality")
-    item.weight = reader.amount("massa")
+    item.weight = reader.amount("massa", MAX_WEIGHT)
     item.damage = reader.ranges("damage")
     item.protection = reader.ranges("protect")
     item.caliber = attributes.get("calibre") or None
     item.range = reader.integer("range")
     item.grouping = reader.integer("grouping")
-    piercing = reader.amount("piercing")
+    piercing = reader.amount("piercing", MAX_PIERCING_RAW)
     item.piercing = piercing / 100 if piercing is not None else None
     item.magazine = reader.integer("max_count")
     if "count" in attributes:
@@ -283,7 +286,7 @@ class _Reader:
             return None
         return number
 
-    def amount(self, name: str) -> Decimal | None:
+    def amount(self, name: str, limit: Decimal) -> Decimal | None:
         text = self._text(name)
         if text is None:
             return None
@@ -291,7 +294,7 @@ class _Reader:
             number = Decimal(text) if _DECIMAL_RE.fullmatch(text) else None
         except InvalidOperation:
             number = None
-        if number is None or not abs(number) < MAX_AMOUNT:
+        if number is None or not abs(number) < limit:
             self._flag(name)
             return None
         return number

@@ -216,11 +216,21 @@ class Snapshotter(DependencyProvider):
                                 self.settings.scrape_settings(), stopped=run.stop.is_set, on_page=heartbeat,
                                 sleep=lambda seconds: run.stop.wait(seconds))
         failed: list[str] = []
+        saved: set[int] = set()
         status, error = "failed", None
         try:
             for code in CATEGORY_CODES:
                 run.category = code
                 result = reader.read(code)
+                # A snapshot stores each item once; an id listed in two categories stays in the first.
+                repeated = saved.intersection(result.items)
+                if repeated:
+                    _log.warning("shop %s: snapshot %d: category %s repeats %d item(s) of earlier categories,"
+                                 " such as %d; they are kept in the first", run.shop.code, run.snapshot_id, code,
+                                 len(repeated), min(repeated))
+                    for item_id in repeated:
+                        del result.items[item_id]
+                saved.update(result.items)
                 seen_at = datetime.now(timezone.utc)
                 with self.connection() as connection:
                     store.save_category(connection, run.snapshot_id, run.shop_id, result, seen_at, run.pages)

@@ -11,6 +11,7 @@ from shop_helpers import offers, rpc, snapshot_row, wait_for, wait_for_snapshot
 from services.common.errors import ServiceUnavailable, ShopDisabled, ShopNotFound, ValidationFailed
 from services.shop.categories import CATEGORY_CODES
 from services.shop.service import ShopService
+from services.shop.snapshots import Snapshotter
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -233,3 +234,43 @@ def test_a_database_that_is_down_gives_service_unavailable(container_factory, sh
     with pytest.raises(ServiceUnavailable):
         rpc(config, "start_snapshot", "moscow")
     assert rpc(config, "ready") == {"postgres": False}
+
+
+def test_an_item_listed_in_two_categories_is_kept_once(shop, shop_tables, shop_pages, catalog):
+    knife = catalog["k"][0]
+    catalog["z"].append(dict(knife))
+    shop_pages.write(catalog)
+
+    snapshot = take(shop, shop_tables)
+
+    assert snapshot["status"] == "complete"
+    category = shop_tables.execute("SELECT category FROM shop_snapshot_items WHERE snapshot_id = %s"
+                                   " AND item_id = %s", (snapshot["id"], int(knife["id"]))).fetchall()
+    assert category == [("k",)]
+
+
+def test_timer_backs_off_after_failures(container_factory, shop_config, shop_tables):
+    config = {**shop_config, "SHOP": {**shop_config["SHOP"], "retry_initial_delay": 10, "retry_max_delay": 25}}
+    container = container_factory(ShopService, config)
+    container.start()
+    snapshotter = next(extension for extension in container.extensions if isinstance(extension, Snapshotter))
+    moscow = snapshotter.settings.shop("moscow")
+    assert snapshotter._due(moscow)
+    shop_id = snapshotter.shop_id("moscow")
+
+    def failed(seconds_ago):
+        shop_tables.execute("INSERT INTO shop_snapshots (shop_id, trigger, categories_total, status, finished_at)"
+                            " VALUES (%s, 'schedule', 26, 'failed', now() - make_interval(secs => %s))",
+                            (shop_id, seconds_ago))
+
+    failed(100)
+    failed(15)
+    # Two failures in a row: the next try waits 10 * 2 = 20 seconds after the last one.
+    assert not snapshotter._due(moscow)
+    failed(30)
+    # Three failures: 40 seconds, capped at retry_max_delay, 25.
+    assert snapshotter._due(moscow)
+    shop_tables.execute("INSERT INTO shop_snapshots (shop_id, trigger, categories_total, status, finished_at)"
+                        " VALUES (%s, 'schedule', 26, 'complete', now())", (shop_id,))
+    # A success restarts the interval (3600 s).
+    assert not snapshotter._due(moscow)

@@ -62,6 +62,9 @@ def test_npc_stock_gets_no_invented_seller():
 @pytest.mark.parametrize(("attributes", "flagged"), [
     ({"piercing": "5.5x"}, ["piercing"]),
     ({"piercing": "100000000"}, []),
+    ({"piercing": "100000000000"}, ["piercing"]),
+    ({"massa": "100000000"}, ["massa"]),
+    ({"cost": "99999999999999"}, ["cost"]),
     ({"cost": "1,5"}, ["cost"]),
     ({"quality": "99999999999"}, ["quality"]),
     ({"count": "-1"}, ["count"]),
