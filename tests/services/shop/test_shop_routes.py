@@ -55,14 +55,17 @@ def admin_start(base_url, shop="moscow", token=ADMIN_TOKEN):
 def ok(response) -> dict:
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["ok"] is True and body["request_id"] == response.headers["X-Request-Id"]
+    assert body["ok"] is True
+    assert body["request_id"] == response.headers["X-Request-Id"]
     return body
 
 
 def assert_envelope(response, status, code) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
-    assert body["ok"] is False and body["error"] == code and body["message"]
+    assert body["ok"] is False
+    assert body["error"] == code
+    assert body["message"]
     assert body["request_id"] == response.headers["X-Request-Id"]
     return body
 
@@ -71,7 +74,8 @@ def snapshot_through_admin(base_url, pg) -> dict:
     started = admin_start(base_url)
     assert started.status_code == 202, started.text
     body = started.json()
-    assert body["joined"] is False and body["snapshot"]["status"] == "running"
+    assert body["joined"] is False
+    assert body["snapshot"]["status"] == "running"
     snapshot_id = body["snapshot"]["id"]
     wait_for_snapshot(pg, snapshot_id)
     progress = requests.get(f"{base_url}/api/admin/shop/snapshots/{snapshot_id}",
@@ -81,7 +85,8 @@ def snapshot_through_admin(base_url, pg) -> dict:
 
 def test_every_shop_route_answers(base_url, shop_tables, shop_pages, catalog):
     first = snapshot_through_admin(base_url, shop_tables)
-    assert first["status"] == "complete" and len(first["categories"]) == len(CATEGORY_CODES)
+    assert first["status"] == "complete"
+    assert len(first["categories"]) == len(CATEGORY_CODES)
     rifle = catalog["v"][0]
     rifle["cost"] = "1.00"
     shop_pages.write(catalog)
@@ -107,22 +112,26 @@ def test_every_shop_route_answers(base_url, shop_tables, shop_pages, catalog):
     assert [entry["price"] for entry in item["history"]][0] == 1.0
     assert item["changes"][0]["kind"] == "price_changed"
     prices = ok(get(base_url, f"/api/shop/templates/{item['template_id']}/prices", {"shop": "moscow"}))
-    assert len(prices["prices"]) == 2 and prices["prices"][0]["min_price"] == 1.0
+    assert len(prices["prices"]) == 2
+    assert prices["prices"][0]["min_price"] == 1.0
 
     snapshots = ok(get(base_url, "/api/shop/snapshots", {"shop": "moscow", "status": "complete"}))
     assert [snapshot["id"] for snapshot in snapshots["items"]] == [second["id"], first["id"]]
     one = ok(get(base_url, f"/api/shop/snapshots/{first['id']}"))
-    assert one["id"] == first["id"] and one["status"] == "complete"
+    assert one["id"] == first["id"]
+    assert one["status"] == "complete"
 
     diff = ok(get(base_url, "/api/shop/diff", {"shop": "moscow"}))
     assert [(change["kind"], change["item_id"]) for change in diff["items"]] == [("price_changed", int(rifle["id"]))]
     explicit = ok(get(base_url, "/api/shop/diff", {"from": first["id"], "to": second["id"], "kind": "added"}))
-    assert explicit["items"] == [] and explicit["total"] == 0
+    assert explicit["items"] == []
+    assert explicit["total"] == 0
     feed = ok(get(base_url, "/api/shop/changes", {"since": first["started_at"]}))
     assert [change["item_id"] for change in feed["items"]] == [int(rifle["id"])]
 
     freshness = ok(get(base_url, "/api/shop/freshness", {"shop": "moscow"}))["items"]
-    assert len(freshness) == 1 and freshness[0]["stale_categories"] == []
+    assert len(freshness) == 1
+    assert freshness[0]["stale_categories"] == []
     assert {entry["snapshot_id"] for entry in freshness[0]["categories"]} == {second["id"]}
 
 
@@ -130,8 +139,10 @@ def test_admin_start_joins_and_needs_a_token(base_url, shop_tables, game):
     game.set_fault("slow", commands={"SH"}, delay=0.5, count=2)
     first = admin_start(base_url)
     second = admin_start(base_url)
-    assert first.status_code == 202 and second.status_code == 200
-    assert second.json()["joined"] is True and second.json()["snapshot"]["id"] == first.json()["snapshot"]["id"]
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json()["joined"] is True
+    assert second.json()["snapshot"]["id"] == first.json()["snapshot"]["id"]
     wait_for_snapshot(shop_tables, first.json()["snapshot"]["id"])
 
     refused = admin_start(base_url, token="wrong")
@@ -186,7 +197,8 @@ def test_messages_are_russian_unless_english_is_asked(base_url, shop_tables):
     russian = assert_envelope(get(base_url, "/api/shop/items", {"shop": "atlantis"}), 404, "shop_not_found")
     english = assert_envelope(get(base_url, "/api/shop/items", {"shop": "atlantis"}, **{"Accept-Language": "en"}),
                               404, "shop_not_found")
-    assert "Магазин" in russian["message"] and english["message"] == "No shop atlantis is configured."
+    assert "Магазин" in russian["message"]
+    assert english["message"] == "No shop atlantis is configured."
     assert_envelope(requests.get(f"{base_url}/api/shop/items", timeout=30), 401, "invalid_api_key")
 
 
@@ -199,7 +211,7 @@ def test_openapi_describes_the_shop_routes(base_url):
     assert {"ShopItem", "ShopSnapshot", "ShopChange"} <= set(document["components"]["schemas"])
 
 
-def test_an_item_in_two_shops_needs_the_shop(base_url, shop_tables, catalog):
+def test_item_in_two_shops_needs_shop(base_url, shop_tables, catalog):
     snapshot_through_admin(base_url, shop_tables)
     started = admin_start(base_url, "oasis")
     assert started.status_code == 202
@@ -209,6 +221,7 @@ def test_an_item_in_two_shops_needs_the_shop(base_url, shop_tables, catalog):
     ambiguous = assert_envelope(get(base_url, f"/api/shop/items/{item_id}"), 400, "validation_error")
     assert set(ambiguous["fields"]) == {"shop"}
     oasis = ok(get(base_url, f"/api/shop/items/{item_id}", {"shop": "oasis"}))
-    assert oasis["shop"] == "oasis" and len(oasis["history"]) == 1
+    assert oasis["shop"] == "oasis"
+    assert len(oasis["history"]) == 1
     moscow_only = ok(get(base_url, "/api/shop/items", {"shop": "moscow", "limit": 100}))
     assert {item["shop"] for item in moscow_only["items"]} == {"moscow"}

@@ -63,7 +63,8 @@ def test_snapshot_reads_every_offer_once(shop, shop_tables, game, catalog, shop_
         text = "" if listing.parent == shop_pages.root else unquote(listing.name)
         expected_requests[(category, text)] = len(list(listing.glob("*.xml")))
     assert requests == expected_requests
-    assert snapshot["items"] == len(expected) and snapshot["flagged"] == 0
+    assert snapshot["items"] == len(expected)
+    assert snapshot["flagged"] == 0
 
 
 def test_diff_shows_exactly_what_changed(shop, shop_tables, shop_pages, catalog):
@@ -128,7 +129,8 @@ def test_broken_page_fails_its_category_only(shop, shop_tables, shop_pages, cata
     assert set(categories.values()) == {"complete"}
     # The items on the unread page are not reported as sold, and the page read before the break is kept.
     diff = rpc(shop, "diff", {"shop": "moscow"})
-    assert diff["items"] == [] and "v" not in diff["compared_categories"]
+    assert diff["items"] == []
+    assert "v" not in diff["compared_categories"]
     kept = snapshot_items(shop_tables, second["id"])
     assert any(str(item_id) in (listing / "0.xml").read_text(encoding="utf-8") for item_id in kept)
     assert first["status"] == "complete"
@@ -158,11 +160,13 @@ def test_bad_attribute_flags_the_item(shop, shop_tables, shop_pages, catalog):
 
     snapshot = take(shop, shop_tables)
 
-    assert snapshot["status"] == "complete" and snapshot["flagged"] == 1
+    assert snapshot["status"] == "complete"
+    assert snapshot["flagged"] == 1
     record = shop_tables.execute("SELECT bad_attributes, price, piercing, damage FROM shop_items WHERE item_id = %s",
                                  (int(rifle["id"]),)).fetchone()
     assert sorted(record[0]) == ["cost", "damage", "piercing"]
-    assert record[1] is None and record[2] is None
+    assert record[1] is None
+    assert record[2] is None
     assert record[3] == [{"type": "S", "min": 3, "max": 7}]
 
 
@@ -170,7 +174,8 @@ def test_second_start_joins_the_running_snapshot(shop, shop_tables, game):
     game.set_fault("slow", commands={"SH"}, delay=0.5, count=2)
     first = rpc(shop, "start_snapshot", "moscow")
     second = rpc(shop, "start_snapshot", "moscow")
-    assert second["joined"] is True and second["snapshot"]["id"] == first["snapshot"]["id"]
+    assert second["joined"] is True
+    assert second["snapshot"]["id"] == first["snapshot"]["id"]
     assert second["snapshot"]["status"] == "running"
     assert wait_for_snapshot(shop_tables, first["snapshot"]["id"])["status"] == "complete"
     count = shop_tables.execute("SELECT count(*) FROM shop_snapshots").fetchone()[0]
@@ -212,17 +217,18 @@ def test_remote_errors_are_typed(shop, shop_tables):
     assert not isinstance(ValidationFailed("x"), RemoteError)
 
 
-def test_an_abandoned_running_snapshot_is_failed(shop, shop_tables):
+def test_abandoned_snapshot_marked_failed(shop, shop_tables):
     shop_tables.execute("INSERT INTO shop_shops (code, name) VALUES ('moscow', 'Москва')")
     shop_tables.execute("INSERT INTO shop_snapshots (shop_id, trigger, categories_total, updated_at)"
                         " VALUES (1, 'schedule', 26, now() - interval '1 hour')")
     snapshot = take(shop, shop_tables)
     assert snapshot["status"] == "complete"
     abandoned = snapshot_row(shop_tables, 1)
-    assert abandoned["status"] == "failed" and "abandoned" in abandoned["error"]
+    assert abandoned["status"] == "failed"
+    assert "abandoned" in abandoned["error"]
 
 
-def test_a_database_that_is_down_gives_service_unavailable(container_factory, shop_config):
+def test_database_down_gives_service_unavailable(container_factory, shop_config):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
@@ -236,7 +242,7 @@ def test_a_database_that_is_down_gives_service_unavailable(container_factory, sh
     assert rpc(config, "ready") == {"postgres": False}
 
 
-def test_an_item_listed_in_two_categories_is_kept_once(shop, shop_tables, shop_pages, catalog):
+def test_item_in_two_categories_kept_once(shop, shop_tables, shop_pages, catalog):
     knife = catalog["k"][0]
     catalog["z"].append(dict(knife))
     shop_pages.write(catalog)

@@ -43,11 +43,14 @@ def test_every_attribute_is_typed():
     assert (float(item.price), item.quality, item.max_quality, float(item.weight)) == (1200.5, 80, 100, 3.5)
     assert item.damage == [{"type": "S", "min": 3, "max": 7}, {"type": "E", "min": 1, "max": 2}]
     assert item.protection == [{"type": "B", "min": 1, "max": 4}]
-    assert float(item.piercing) == 2.5 and item.magazine == 30 and item.quantity == 2
+    assert float(item.piercing) == 2.5
+    assert item.magazine == 30
+    assert item.quantity == 2
     assert item.attack_modes == [{"mode": 2, "od": 4}, {"mode": 3, "od": 6}]
     assert item.requirements == {"level": 5, "strength": 20, "dexterity": None, "accuracy": None, "intuition": 3,
                                  "intelligence": 4, "endurance": None, "gender": "M"}
-    assert item.bonuses == {"str": 2} and item.build_in == ["300.1", "300.4"]
+    assert item.bonuses == {"str": 2}
+    assert item.build_in == ["300.1", "300.4"]
     assert (item.owner, item.npc_stock, item.section, item.level) == ("Ёжик", False, 1, 7)
     assert item.listed_at.isoformat() == "2025-12-01T00:00:00+00:00"
     assert item.raw["p2"] == "x"
@@ -55,8 +58,10 @@ def test_every_attribute_is_typed():
 
 def test_npc_stock_gets_no_invented_seller():
     item = read_item(6, {"id": "6", "infinty": "1", "cost": "0"})
-    assert item.npc_stock is True and item.owner is None
-    assert item.price == 0 and item.quantity == 1
+    assert item.npc_stock is True
+    assert item.owner is None
+    assert item.price == 0
+    assert item.quantity == 1
 
 
 @pytest.mark.parametrize(("attributes", "flagged"), [
@@ -74,7 +79,7 @@ def test_npc_stock_gets_no_invented_seller():
     ({"up": "str"}, ["up"]),
     ({"put_day": "12"}, ["put_day"]),
 ])
-def test_a_bad_attribute_is_flagged_and_the_item_kept(attributes, flagged):
+def test_bad_attribute_flagged_item_kept(attributes, flagged):
     item = read_item(7, {"id": "7", **attributes})
     assert item.bad_attributes == flagged
     assert item.item_id == 7
@@ -85,7 +90,8 @@ def test_groups_and_unusable_entries():
                          '<O txt="no id"/><O name="a,b" type="1" count="2"/><O id="8" count="250"/>'))
     assert [(group.name, group.type, group.count) for group in page.groups] == [("a9", "2.5", 4)]
     assert page.groups[0].filter_text == "name:a9,type:2.5"
-    assert [item.item_id for item in page.items] == [8] and page.items[0].quantity == 250
+    assert [item.item_id for item in page.items] == [8]
+    assert page.items[0].quantity == 250
     assert len(page.malformed) == 3
 
 
@@ -135,7 +141,7 @@ class FakeShop:
             f'p="{min(page, last)}"'.encode(), f'p="{page}"'.encode())
 
 
-def test_paging_stops_at_the_repeated_page_and_expands_each_group_once():
+def test_paging_stops_at_repeat_groups_once():
     group = '<O txt="9mm" name="a9" type="2.5" count="3"/>'
     shop = FakeShop({
         ("a", "", 0): sh(group + '<O id="1" name="x" type="1"/><O id="2" name="x" type="1"/>', p=0),
@@ -146,47 +152,55 @@ def test_paging_stops_at_the_repeated_page_and_expands_each_group_once():
                                          s="name:a9,type:2.5", p=1),
     })
     result = CategoryReader(shop, FAST).read("a")
-    assert result.complete and sorted(result.items) == [1, 2, 3, 10, 11]
-    assert result.groups == 1 and result.group_shortfall == 1
+    assert result.complete
+    assert sorted(result.items) == [1, 2, 3, 10, 11]
+    assert result.groups == 1
+    assert result.group_shortfall == 1
     assert shop.requests == [("a", "", 0), ("a", "", 1), ("a", "", 2),
                              ("a", "name:a9,type:2.5", 0), ("a", "name:a9,type:2.5", 1),
                              ("a", "name:a9,type:2.5", 2)]
 
 
-def test_a_groups_only_first_page_goes_on_to_the_next():
+def test_groups_only_first_page_continues():
     shop = FakeShop({
         ("q", "", 0): sh('<O name="kit" type="3.12" count="1"/>', "q", p=0),
         ("q", "", 1): sh('<O id="5"/>', "q", p=1),
         ("q", "name:kit,type:3.12", 0): sh('<O id="6" name="kit" type="3.12"/>', "q", "name:kit,type:3.12"),
     })
     result = CategoryReader(shop, FAST).read("q")
-    assert result.complete and sorted(result.items) == [5, 6] and result.group_shortfall == 0
+    assert result.complete
+    assert sorted(result.items) == [5, 6]
+    assert result.group_shortfall == 0
 
 
-def test_a_page_that_keeps_failing_fails_the_category_with_what_was_read():
+def test_failing_page_fails_category_keeps_items():
     shop = FakeShop({("v", "", 0): sh('<O id="1"/>', "v", p=0), ("v", "", 1): sh('<O id="2"/>', "v", p=1)},
                     failing={("v", "", 1)})
     result = CategoryReader(shop, FAST).read("v")
-    assert not result.complete and list(result.items) == [1]
-    assert "page 1" in result.error and shop.requests.count(("v", "", 1)) == 2
+    assert not result.complete
+    assert list(result.items) == [1]
+    assert "page 1" in result.error
+    assert shop.requests.count(("v", "", 1)) == 2
 
 
-def test_a_reply_for_another_filter_is_not_taken():
+def test_reply_for_other_filter_rejected():
     shop = FakeShop({("a", "", 0): sh('<O id="1"/>', s="name:b,type:1")})
     result = CategoryReader(shop, FAST).read("a")
-    assert not result.complete and "filter" in result.error
+    assert not result.complete
+    assert "filter" in result.error
 
 
-def test_a_listing_that_never_repeats_fails():
+def test_endless_listing_fails():
     class Endless:
         def __call__(self, category, filter_text, page):
             return sh(f'<O id="{page + 1}"/>', category, p=page)
 
     result = CategoryReader(Endless(), FAST).read("z")
-    assert not result.complete and "20 pages" in result.error
+    assert not result.complete
+    assert "20 pages" in result.error
 
 
-def test_a_lost_session_stops_the_snapshot():
+def test_lost_session_stops_snapshot():
     def unreachable(category, filter_text, page):
         raise GameConnectFailed("could not connect")
 
@@ -248,8 +262,10 @@ def test_generated_pages_are_served_with_their_groups(tmp_path):
         with BotSession(settings) as session:
             grouped = parse_page(session.shop_page(category, unquote(folder), 0).raw)
             escape = session.shop_page(category, "../../etc", 0)
-    assert grouped.items and not grouped.groups
-    assert escape.element is not None and len(escape.element) == 0
+    assert grouped.items
+    assert not grouped.groups
+    assert escape.element is not None
+    assert len(escape.element) == 0
     assert quote("../x", safe="").startswith("..")
 
 
@@ -294,5 +310,6 @@ def test_simulator_takes_the_shop_bots_secret(tmp_path):
 
     environment["TZR_SHOP_BOTS"] = f"moscow=Сова:{KEY[:-2]}"
     failed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=30)
-    assert failed.returncode == 2 and "40 uppercase" in failed.stderr
+    assert failed.returncode == 2
+    assert "40 uppercase" in failed.stderr
     assert KEY[:-2] not in failed.stderr
