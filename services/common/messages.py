@@ -311,6 +311,10 @@ MESSAGES = {
         "ru": "Идентификатор Telegram должен быть положительным целым числом.",
         "en": "The Telegram id must be a positive integer.",
     },
+    "telegram_auth.not_configured": {
+        "ru": "Вход через Telegram на этом сервере не настроен: пришлите telegram_id.",
+        "en": "Telegram login is not set up on this server: send telegram_id instead.",
+    },
     "telegram_id.mismatch": {
         "ru": "Идентификатор Telegram не совпадает с данными входа.",
         "en": "The Telegram id does not match the login data.",

@@ -241,9 +241,13 @@ class RegistrationService:
                 raise ValidationFailed("telegram_auth is required", fields={"telegram_auth": "field.required"})
             return claimed
         if not settings.bot_token:
-            # A configuration error, not an outage: retrying will not help.
-            _log.error("telegram_auth cannot be verified: set TELEGRAM_BOT_TOKEN or TELEGRAM_BOT_TOKEN_FILE")
-            raise InternalError("telegram_auth cannot be verified: TELEGRAM_BOT_TOKEN is not set")
+            # Without a bot token the widget's hash cannot be checked, so the
+            # data is refused; the site may send telegram_id instead, which
+            # this configuration accepts (the service does not start with
+            # require_telegram_auth on and no token).
+            _log.warning("telegram_auth refused: set TELEGRAM_BOT_TOKEN or TELEGRAM_BOT_TOKEN_FILE to verify it")
+            raise ValidationFailed("telegram_auth cannot be verified without a bot token",
+                                   fields={"telegram_auth": "telegram_auth.not_configured"})
         verified = verify_login_widget(auth, settings.bot_token, settings.telegram_auth_max_age)
         if claimed is not None and claimed != verified:
             raise ValidationFailed("telegram_id differs from telegram_auth",

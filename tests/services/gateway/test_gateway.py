@@ -523,13 +523,16 @@ def test_stored_no_reply_failure_message(base_url, simulator):
     assert "новым идентификатором" in body["message"]
 
 
-def test_login_data_without_bot_token_is_500(runner_factory, gateway_config, telegram, monkeypatch, caplog):
+def test_login_data_without_bot_token_is_400(runner_factory, gateway_config, telegram, monkeypatch, caplog):
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN")
     base_url = start(runner_factory, gateway_config, GatewayService, RegistrationService)
     widget = {"id": 48, "auth_date": int(time.time()), "hash": "0" * 64}
     body = {"login": "No Token", "password": "qwerty12", "gender": 0, "telegram_auth": widget}
-    with caplog.at_level(logging.ERROR, logger="services.registration"):
-        assert_envelope(post(base_url, "/api/register", body), 500, "internal_error")
+    with caplog.at_level(logging.WARNING, logger="services.registration"):
+        response = post(base_url, "/api/register", body, **{"Accept-Language": "en"})
+    answer = assert_envelope(response, 400, "validation_error")
+    assert answer["fields"] == {
+        "telegram_auth": "Telegram login is not set up on this server: send telegram_id instead."}
     assert "TELEGRAM_BOT_TOKEN" in caplog.text
 
 

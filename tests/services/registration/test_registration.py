@@ -16,7 +16,6 @@ from services.common.errors import (
     GameServerNoReply,
     GameServerTimeout,
     GameServerUnavailable,
-    InternalError,
     LimitExceeded,
     LoginTaken,
     NoAccounts,
@@ -491,17 +490,19 @@ def test_negative_id_in_login_data_rejected(service, telegram, gamedb):
     assert rows(gamedb, "SELECT COUNT(*) FROM tzr_registrations") == [(0,)]
 
 
-def test_login_data_without_bot_token_is_config_error(container_factory, registration_config, telegram,
-                                                      monkeypatch, caplog):
+def test_login_data_without_bot_token_refused(container_factory, registration_config, telegram, gamedb,
+                                              monkeypatch, caplog):
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN")
     config = {**registration_config, "REGISTRATION": {**registration_config["REGISTRATION"], "check_group": False}}
     container_factory(RegistrationService, config).start()
     body = {"login": "No Token", "password": "qwerty12", "gender": 0, "telegram_auth": widget(48, telegram.token)}
-    with caplog.at_level(logging.ERROR, logger="services.registration"):
+    with caplog.at_level(logging.WARNING, logger="services.registration"):
         with ServiceRpcProxy("registration", config, timeout=30) as proxy:
-            with pytest.raises(InternalError):
+            with pytest.raises(ValidationFailed) as raised:
                 proxy.register(body, new_id())
+    assert raised.value.fields == {"telegram_auth": "telegram_auth.not_configured"}
     assert "TELEGRAM_BOT_TOKEN" in caplog.text
+    assert rows(gamedb, "SELECT COUNT(*) FROM tzr_registrations") == [(0,)]
 
 
 def test_unverified_ids_warned_at_start(container_factory, registration_config, caplog):
