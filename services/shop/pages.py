@@ -16,6 +16,7 @@ no network, rejects a DOCTYPE and bounds size and nesting depth.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -29,6 +30,8 @@ MAX_PAGE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 3
 #: Entries per page beyond which a page is rejected.
 MAX_ENTRIES = 10_000
+#: Entries read between two calls of parse_page's ``pause``.
+PAUSE_EVERY = 100
 
 INT_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
@@ -144,8 +147,12 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def parse_page(data: bytes, encoding: str = "utf-8") -> Page:
-    """Parse the bytes of one ``<SH>`` reply. Raises :class:`ShopPageError` when the page is unusable."""
+def parse_page(data: bytes, encoding: str = "utf-8", pause: Callable[[], None] | None = None) -> Page:
+    """Parse the bytes of one ``<SH>`` reply. Raises :class:`ShopPageError` when the page is unusable.
+
+    ``pause`` is called every PAUSE_EVERY entries, so that a caller on an
+    event loop can let other work run while a large page is read.
+    """
     if len(data) > MAX_PAGE_BYTES:
         raise ShopPageError(f"the page has {len(data)} bytes, over the {MAX_PAGE_BYTES}-byte limit")
     try:
@@ -178,6 +185,8 @@ def parse_page(data: bytes, encoding: str = "utf-8") -> Page:
         entries += 1
         if entries > MAX_ENTRIES:
             raise ShopPageError(f"the page lists more than {MAX_ENTRIES} entries")
+        if pause is not None and entries % PAUSE_EVERY == 0:
+            pause()
         _read_entry(dict(child.attrib), page)
     return page
 

@@ -64,13 +64,16 @@ class CategoryResult:
 class CategoryReader:
     """Reads one category through ``fetch``; see the module documentation.
 
-    ``stopped`` is polled between pages; when it returns true the read
-    raises :class:`Stopped`. ``on_page`` is called after every page.
+    ``stopped`` is polled between pages, and when it returns true the read
+    raises :class:`Stopped`. ``on_page`` is called after every page, and
+    ``pause`` while a page is parsed (see :func:`parse_page`).
     """
 
     def __init__(self, fetch: Fetch, settings: ScrapeSettings, *, stopped: Callable[[], bool] = lambda: False,
-                 on_page: Callable[[], None] = lambda: None, sleep: Callable[[float], None] = time.sleep):
+                 on_page: Callable[[], None] = lambda: None, sleep: Callable[[float], None] = time.sleep,
+                 pause: Callable[[], None] | None = None):
         self.fetch = fetch
+        self.pause = pause
         self.settings = settings
         self.stopped = stopped
         self.on_page = on_page
@@ -136,7 +139,7 @@ class CategoryReader:
             self._requests += 1
             try:
                 data = self.fetch(category, filter_text, number)
-                page = parse_page(data, self.settings.encoding)
+                page = parse_page(data, self.settings.encoding, self.pause)
                 if page.filter_text is not None and page.filter_text != filter_text:
                     raise ShopPageError(f"the reply is for the filter {page.filter_text!r}, not {filter_text!r}")
                 if page.category is not None and page.category != category:

@@ -313,3 +313,11 @@ def test_simulator_takes_the_shop_bots_secret(tmp_path):
     assert failed.returncode == 2
     assert "40 uppercase" in failed.stderr
     assert KEY[:-2] not in failed.stderr
+
+
+def test_large_page_pauses_while_parsed():
+    entries = "".join(f'<O id="{number}" cost="1"/>' for number in range(1, 351))
+    pauses = []
+    page = parse_page(sh(entries), pause=lambda: pauses.append(1))
+    assert len(page.items) == 350
+    assert len(pauses) == 3
