@@ -14,6 +14,10 @@ mkdir -p "$log_dir"
 
 step() { printf '\n== %s\n' "$*"; }
 
+# Both converges deploy the same commit, even if the checkout moves on
+# in between.
+commit=$(git rev-parse HEAD)
+
 step "syntax check (and the pinned Ansible tools in .venv-ops)"
 scripts/deploy-local.sh --syntax-check
 
@@ -25,13 +29,13 @@ PATH="$PWD/.venv-ops/bin:$PATH" .venv-ops/bin/ansible-lint playbooks inventory
 
 step "first converge"
 start=$(date +%s)
-scripts/deploy-local.sh > "$log_dir/converge-1.log" 2>&1 || { tail -n 60 "$log_dir/converge-1.log"; exit 1; }
+scripts/deploy-local.sh -e "tzr_app_source_ref=$commit" > "$log_dir/converge-1.log" 2>&1 || { tail -n 60 "$log_dir/converge-1.log"; exit 1; }
 grep -A1 '^PLAY RECAP' "$log_dir/converge-1.log"
 echo "first converge: $(( $(date +%s) - start )) s"
 
 step "second converge: must change nothing"
 start=$(date +%s)
-scripts/deploy-local.sh > "$log_dir/converge-2.log" 2>&1 || { tail -n 60 "$log_dir/converge-2.log"; exit 1; }
+scripts/deploy-local.sh -e "tzr_app_source_ref=$commit" > "$log_dir/converge-2.log" 2>&1 || { tail -n 60 "$log_dir/converge-2.log"; exit 1; }
 recap=$(grep -A1 '^PLAY RECAP' "$log_dir/converge-2.log" | tail -n 1)
 echo "$recap"
 echo "second converge: $(( $(date +%s) - start )) s"
