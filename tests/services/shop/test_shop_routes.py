@@ -1,6 +1,7 @@
 """The gateway's shop routes, with the shop service, the simulator, RabbitMQ, Redis and PostgreSQL."""
 
 import socket
+import time
 import uuid
 
 import pytest
@@ -26,8 +27,8 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def base_url(runner_factory, shop_config, redis_url):
-    config = {
+def gateway_config(shop_config, redis_url):
+    return {
         **shop_config,
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
         "REDIS": {"url": redis_url},
@@ -38,9 +39,13 @@ def base_url(runner_factory, shop_config, redis_url):
             "key_limit": "10000/minute",
         },
     }
-    runner = runner_factory(config, GatewayService, ShopService)
+
+
+@pytest.fixture
+def base_url(runner_factory, gateway_config):
+    runner = runner_factory(gateway_config, GatewayService, ShopService)
     runner.start()
-    return f"http://{config['WEB_SERVER_ADDRESS']}"
+    return f"http://{gateway_config['WEB_SERVER_ADDRESS']}"
 
 
 def get(base_url, path, params=None, **headers):
@@ -225,3 +230,12 @@ def test_item_in_two_shops_needs_shop(base_url, shop_tables, catalog):
     assert len(oasis["history"]) == 1
     moscow_only = ok(get(base_url, "/api/shop/items", {"shop": "moscow", "limit": 100}))
     assert {item["shop"] for item in moscow_only["items"]} == {"moscow"}
+
+
+def test_shop_service_down_gives_503_at_once(runner_factory, gateway_config):
+    runner_factory(gateway_config, GatewayService).start()
+    base_url = f"http://{gateway_config['WEB_SERVER_ADDRESS']}"
+    started = time.monotonic()
+    assert_envelope(get(base_url, "/api/shop/items"), 503, "service_unavailable")
+    assert_envelope(admin_start(base_url), 503, "service_unavailable")
+    assert time.monotonic() - started < 5
