@@ -178,7 +178,7 @@ def check_settings(deployment) -> list:
         checks.append(Check("config", "mode", FAIL,
                             f"TZR_MODE is {environment['TZR_MODE']} but the deployment is in {deployment.mode} mode"))
     for name, path in sorted(environment.items()):
-        if name.endswith("_FILE"):
+        if name.endswith("_FILE") or name == "PGPASSFILE":
             checks.append(check_secret_file(name, path))
     return checks
 
