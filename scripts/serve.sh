@@ -5,7 +5,8 @@
 # 127.0.0.1:8000.
 #
 # It runs scripts/setup.sh first, unless TZR_SKIP_SETUP=1. The data stays
-# between runs: the simulator keeps its accounts in the users table.
+# between runs: the simulator keeps its accounts in the users table, and
+# the battles go to the PostgreSQL database tzr_serve (TZR_PG_DSN).
 # SIGINT (Ctrl-C), SIGTERM or SIGHUP to this script stops the services and
 # the simulator, and so does either of them exiting.
 #
@@ -18,6 +19,13 @@
 # with thirty recurring players and a bot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Test mode keeps its battles apart from quickstart.sh's: a database and
+# folders of its own, which setup.sh creates.
+export TZR_PG_DSN=${TZR_PG_DSN:-postgresql://tzr@127.0.0.1:5432/tzr_serve}
+export TZR_DROP_DIR=${TZR_DROP_DIR:-var/serve/drop}
+export TZR_ARCHIVE_DIR=${TZR_ARCHIVE_DIR:-var/serve/archive}
+export TZR_QUARANTINE_DIR=${TZR_QUARANTINE_DIR:-var/serve/quarantine}
 
 if [ "${TZR_SKIP_SETUP:-0}" != 1 ]; then
     scripts/setup.sh

@@ -54,11 +54,26 @@ fi
 # Installs what setup.cfg pins that is missing or different; a no-op otherwise.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
-if [ -z "$("${PG_ADMIN[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'tzr'")" ]; then
-    "${PG_ADMIN[@]}" -c "CREATE ROLE tzr LOGIN CREATEDB"
+# The role and database that TZR_PG_DSN names (default tzr and tzr).
+pg_names=$(.venv/bin/python - <<'PY'
+import os
+import re
+from urllib.parse import urlsplit
+
+url = urlsplit(os.environ.get("TZR_PG_DSN", "postgresql://tzr@127.0.0.1:5432/tzr"))
+user, database = url.username or "tzr", url.path.lstrip("/") or "tzr"
+for name in (user, database):
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise SystemExit(f"error: TZR_PG_DSN names {name!r}; use lower-case letters, digits and _")
+print(user, database)
+PY
+)
+read -r pg_user pg_database <<< "$pg_names"
+if [ -z "$("${PG_ADMIN[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = '$pg_user'")" ]; then
+    "${PG_ADMIN[@]}" -c "CREATE ROLE $pg_user LOGIN CREATEDB"
 fi
-if [ -z "$("${PG_ADMIN[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'tzr'")" ]; then
-    "${PG_ADMIN[@]}" -c "CREATE DATABASE tzr OWNER tzr"
+if [ -z "$("${PG_ADMIN[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$pg_database'")" ]; then
+    "${PG_ADMIN[@]}" -c "CREATE DATABASE $pg_database OWNER $pg_user"
 fi
 .venv/bin/tzr-ingest migrate
 # The game's MariaDB database: on this machine a test copy (tzserver), with
