@@ -35,3 +35,21 @@ def test_register_job(agent, site, gamedb, simulator):
     assert accounts(gamedb) == ["Странник"]
     assert simulator.count_commands("ADDUSER") == 1
     agent.wait_log(f"job {answer['id']}: done")
+
+
+def test_recover_job(agent, site, gamedb, simulator):
+    payload = {"login": "Ranger Ola", "gender": 0, "telegram_id": TELEGRAM_ID}
+    assert site.job("register", payload, password=PASSWORD)["result"]["ok"]
+    answer = site.job("recover", {"telegram_id": TELEGRAM_ID}, password="newpass99")
+    assert answer["verified"], answer
+    assert answer["result"]["ok"] is True, answer
+    assert answer["result"]["result"] == {"ok": True, "logins": ["Ranger Ola"], "failed": []}
+    assert simulator.count_commands("NEWPAS") == 1
+
+
+def test_passwords_never_logged(agent, site, gamedb):
+    payload = {"login": "Ranger Ola", "gender": 0, "telegram_id": TELEGRAM_ID}
+    answer = site.job("register", payload, password=PASSWORD)
+    assert answer["result"]["ok"], answer
+    agent.wait_log(f"job {answer['id']}: done")
+    assert PASSWORD not in agent.text()
