@@ -28,7 +28,7 @@ TIMEOUT = 5
 
 @dataclass
 class Check:
-    """One check's outcome: ``level`` is ok, warn or fail; ``detail`` says what was found."""
+    """The outcome of one check: ``level`` is ok, warn or fail, and ``detail`` describes what was found."""
 
     group: str
     name: str

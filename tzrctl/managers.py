@@ -53,7 +53,7 @@ class Supervisor:
         return result
 
     def daemon_running(self) -> bool:
-        """Return True when supervisord answers on its socket."""
+        """Return True when supervisord accepts commands on its socket."""
         result = self._ctl("pid", check=False)
         return result.returncode == 0 and result.stdout.strip().isdigit()
 

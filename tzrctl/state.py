@@ -17,7 +17,7 @@ class StateError(Exception):
 
 @dataclass(frozen=True)
 class Deployment:
-    """What playbooks/deploy.yml deployed on this host."""
+    """The deployment that playbooks/deploy.yml made on this host."""
 
     path: Path
     mode: str
@@ -94,9 +94,9 @@ def load(path=None) -> Deployment:
 
 
 def read_environment(paths) -> dict:
-    """Merge the settings of ``paths`` in order; a folder stands for its ``*.env`` files, sorted.
+    """Merge the settings of ``paths`` in order, reading a folder's ``*.env`` files in sorted order.
 
-    Each file holds shell-quoted ``NAME=value`` lines, as the deployment
+    Each file contains shell-quoted ``NAME=value`` lines, as the deployment
     writes them; blank lines and ``#`` comments are skipped.
     """
     environment = {}

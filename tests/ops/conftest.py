@@ -32,10 +32,11 @@ def deployment(tmp_path, pg_dsn):
     etc, data, logs, run = (tmp_path / name for name in ("etc", "data", "log", "run"))
     for folder in (etc / "env.d", etc / "credentials", etc / "supervisor.d", data, logs, run):
         folder.mkdir(parents=True)
+
     secret = etc / "credentials" / "mariadb_password"
-    secret.write_text("\n")
-    secret.chmod(0o600)
     secret.write_text("unused\n")
+    secret.chmod(0o600)
+
     (etc / "tzr.env").write_text(
         "# settings as the deployment writes them\n"
         "TZR_MODE=test\n"
@@ -47,6 +48,7 @@ def deployment(tmp_path, pg_dsn):
         "TZR_API_KEYS='site:00'\n"
     )
     (etc / "env.d" / "ingest.env").write_text("TZR_INGEST_INTERVAL=60\n")
+
     config = etc / "supervisord.conf"
     config.write_text(
         f"[unix_http_server]\nfile={run}/supervisor.sock\nchmod=0700\n"
@@ -61,6 +63,7 @@ def deployment(tmp_path, pg_dsn):
             f"[program:{name}]\ncommand=sh -c 'echo {name} started; exec sleep 600'\n"
             f"startsecs=1\nredirect_stderr=true\nstdout_logfile={logs}/{name}.log\n"
         )
+
     state = etc / "tzrctl.json"
     state.write_text(json.dumps({
         "mode": "test",

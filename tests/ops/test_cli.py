@@ -61,7 +61,8 @@ def test_unknown_program(deployment):
 def test_logs_of_one_program(deployment):
     run(deployment, "start")
     log = state.load(deployment).log_dir / "alpha.log"
-    assert wait_for(lambda: log.exists() and "alpha started" in log.read_text())
+    assert wait_for(log.exists)
+    assert wait_for(lambda: "alpha started" in log.read_text())
     result = CliRunner().invoke(cli.main, ["--state-file", str(deployment), "logs", "alpha", "-n", "5"])
     assert result.exit_code == 0
 
