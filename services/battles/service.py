@@ -20,6 +20,7 @@ from services.battles.params import Param
 from services.common.config import section as config_section
 from services.common.errors import ServiceError, ServiceUnavailable
 from services.common.postgres import Postgres
+from services.common.request_context import RequestContext
 
 
 _log = getLogger(__name__)
@@ -128,6 +129,7 @@ class BattlesService:
 
     db = Postgres(CONFIG_SECTION)
     settings = BattlesSettingsProvider()
+    context = RequestContext()
 
     @rpc
     def ready(self):

@@ -204,6 +204,9 @@ class ApiWsgiApp(WsgiApp):
             if exc.code == 405 and getattr(exc, "valid_methods", None):
                 response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
             response = self.server.finish(request, response, "unmatched", time.monotonic())
+        # The server's access log line comes from this green thread after the
+        # response is written, so it carries the request id too.
+        request_id_var.set(request_id_of(request))
         return response(environ, start_response)
 
 

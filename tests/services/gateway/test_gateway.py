@@ -322,6 +322,18 @@ def test_request_id_reaches_service_logs(base_url, caplog):
     assert all(record.request_id == "trace-me-0001" for record in records)
 
 
+def test_request_id_in_access_log(base_url, caplog):
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO, logger="nameko.web.server"):
+        requests.get(f"{base_url}/health", headers={"X-Request-Id": "access-log-0001"}, timeout=5)
+        requests.get(f"{base_url}/no/such/route", headers={"X-Request-Id": "access-log-0002"}, timeout=5)
+        time.sleep(0.2)  # the line is written after the response
+    lines = {record.request_id: record.getMessage() for record in caplog.records
+             if record.name == "nameko.web.server"}
+    assert "GET /health" in lines["access-log-0001"]
+    assert "GET /no/such/route" in lines["access-log-0002"]
+
+
 # RATE LIMITS
 
 
