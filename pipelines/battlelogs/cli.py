@@ -265,17 +265,18 @@ def runs(dsn: str, limit: int) -> None:
     try:
         with db.connect(dsn) as connection:
             rows = connection.execute(
-                "SELECT id, trigger, status, started_at, files, loaded, duplicates, quarantined, failed, seconds"
+                "SELECT id, trigger, status, started_at, files, loaded, replaced, duplicates, quarantined, failed,"
+                " seconds"
                 " FROM ingest_runs ORDER BY id DESC LIMIT %s",
                 (limit,),
             ).fetchall()
     except _START_ERRORS as error:
         _fail_to_start(error, dsn)
     for row in rows:
-        run_id, trigger, status, started_at, files, loaded, duplicates, quarantined, failed, seconds = row
+        run_id, trigger, status, started_at, files, loaded, replaced, duplicates, quarantined, failed, seconds = row
         click.echo(
             f"{run_id:>6} {started_at:%Y-%m-%d %H:%M:%S} {trigger:<5} {status:<22} files={files} "
-            f"loaded={loaded} duplicates={duplicates} quarantined={sum(quarantined.values())} "
+            f"loaded={loaded} replaced={replaced} duplicates={duplicates} quarantined={sum(quarantined.values())} "
             f"failed={failed} seconds={seconds if seconds is None else round(seconds, 1)}"
         )
 
