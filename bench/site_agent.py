@@ -10,7 +10,7 @@ reference site (``tzr-site serve``) and the agent (``tzr-agent``). They
 use a MariaDB database of their own (``tzr_bench_agent_*``), Redis
 database 13 and a RabbitMQ virtual host of their own
 (``tzr_bench_agent_*``), so the run never touches ``scripts/serve.sh``'s
-data or serves its calls; all three are removed at the end.
+data or serves its calls. All three are removed at the end.
 
 For the server status and for registrations of new logins, ``--concurrency``
 callers at a time go three ways:

@@ -18,7 +18,8 @@ def test_status_job(agent, site):
     answer = site.job("get_server_status")
     assert answer["verified"], answer
     result = answer["result"]
-    assert result["ok"] is True and result["error"] is None
+    assert result["ok"] is True
+    assert result["error"] is None
     status = result["result"]
     assert status["server_status"] == 1
     assert status["rates"] == {"exp": 1.0, "pvp": 1.0, "pve": 1.0, "color_mob": 1.0, "skill": 1.0}

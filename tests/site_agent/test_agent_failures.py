@@ -1,7 +1,7 @@
 """Every way a job can go wrong, and what the website gets back: a signed error, or nothing for frames without an id.
 
 Each test also checks that nothing ran that should not have: the game
-simulator counts ADDUSER commands, and the game's users table holds the
+simulator counts ADDUSER commands, and the game's users table contains the
 accounts.
 """
 
@@ -42,7 +42,8 @@ def resign(job: dict, keys) -> dict:
 def error_code(answer: dict) -> str:
     assert answer["verified"], answer
     result = answer["result"]
-    assert result["ok"] is False and result["result"] is None, result
+    assert result["ok"] is False, result
+    assert result["result"] is None, result
     code, _, text = result["error"].partition(": ")
     assert text, result["error"]
     return code
@@ -177,7 +178,7 @@ def test_unknown_job_type(agent, site, keys):
     assert "drop_database" in answer["result"]["error"]
 
 
-def test_unknown_job_type_unsigned_is_not_answered_as_unknown(agent, site, keys):
+def test_unsigned_unknown_type_fails_signature(agent, site, keys):
     job = {**build_job("drop_database", {}, keys.hmac_key), "sig": "0" * 64}
     assert error_code(site.send(job, job["id"])) == "invalid_signature"
 
@@ -239,7 +240,7 @@ def test_site_unreachable_then_back(agent_process, site, keys):
 def test_half_open_connection_is_detected(agent_process, site):
     agent_process.start(TZR_AGENT_PING_INTERVAL=0.3, TZR_AGENT_PING_TIMEOUT=0.5, TZR_AGENT_OPEN_TIMEOUT=1)
     wait_until(lambda: site.state()["connected"], what="the agent to connect")
-    # A stopped process keeps its sockets open but never answers a ping.
+    # A stopped process keeps its sockets open but never sends a pong.
     site.process.send_signal(signal.SIGSTOP)
     try:
         agent_process.wait_log("connection closed", timeout=10)
