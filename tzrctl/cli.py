@@ -275,6 +275,10 @@ def ingest(context, timeout, as_json):
 
 def _run_ingestion(amqp_uri: str, timeout: int) -> dict:
     """Call the ingest service's run_now; when a run is already going, wait for it and return its summary."""
+    import warnings
+
+    # nameko imports eventlet, which warns on import that it is deprecated.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     from nameko.exceptions import RemoteError
     from nameko.standalone.rpc import ClusterRpcProxy
 
