@@ -16,7 +16,10 @@
 # the bot accounts of TZR_COLLECT_BOTS (login:KEY entries), or two generated
 # ones, and the simulator serves the logs in TZR_GAMESIM_LOGS (default
 # var/gamesim/logs; when empty, 500 generated logs, ids 4000001 to 4000500,
-# with thirty recurring players and a bot).
+# with thirty recurring players and a bot). Shop snapshots use the bots of
+# TZR_SHOP_BOTS (shop=login:KEY entries), or one generated per shop, and the
+# simulator serves the shop pages in TZR_GAMESIM_SHOP (default
+# var/gamesim/shop; generated with tzr-shopgen when empty).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +58,13 @@ if [ -z "${TZR_COLLECT_BOTS:-}" ] && [ -z "${TZR_COLLECT_BOTS_FILE:-}" ]; then
 print('\n'.join(f'collector-{n}:{secrets.token_hex(20).upper()}' for n in (1, 2)))")
 fi
 export TZR_COLLECT_BOTS
+# Test-mode shop bots, one per shop. The simulator accepts the same
+# accounts through --shop-bots-secret.
+if [ -z "${TZR_SHOP_BOTS:-}" ] && [ -z "${TZR_SHOP_BOTS_FILE:-}" ]; then
+    TZR_SHOP_BOTS=$(.venv/bin/python -c "import secrets
+print('\n'.join(f'{shop}=owl-{shop}:{secrets.token_hex(20).upper()}' for shop in ('moscow', 'oasis', 'neva')))")
+fi
+export TZR_SHOP_BOTS
 # Collect by itself: a scheduled forward job from 4000021 follows the
 # simulator's battles; 4000001 to 4000020 are left for a range job by hand.
 export TZR_COLLECT_AUTO_FORWARD=${TZR_COLLECT_AUTO_FORWARD:-true}
@@ -68,6 +78,8 @@ if [ -z "$(ls -A "$logs" 2>/dev/null)" ]; then
         --players 30 --clans 4 --bots 1
     rm -f "$logs/truth.jsonl" "$logs/population.json"
 fi
+shop=${TZR_GAMESIM_SHOP:-var/gamesim/shop}
+.venv/bin/tzr-shopgen "$shop"   # writes pages only into an empty folder
 
 children=()
 
@@ -91,7 +103,8 @@ trap 'stop_children; exit 129' HUP
 # instead of after a foreground child exits.
 .venv/bin/tzr-gamesim --port "${TZR_GAME_PORT:-5190}" \
     --users-dsn "${TZR_GAMEDB_DSN:-mysql://root@127.0.0.1:3306/tzserver}" \
-    --logs "$logs" --bots-secret TZR_COLLECT_BOTS &
+    --logs "$logs" --bots-secret TZR_COLLECT_BOTS \
+    --shop "$shop" --shop-bots-secret TZR_SHOP_BOTS &
 children+=("$!")
 .venv/bin/nameko run services --config services/config.yml &
 children+=("$!")

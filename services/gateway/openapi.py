@@ -103,7 +103,8 @@ OPENAPI = {
     "info": {
         "title": "TZR Host API",
         "version": _package_version(),
-        "description": "Registration, password recovery and server status for a TimeZero server.",
+        "description": ("Registration, password recovery, server status, battle analytics, the shop tracker"
+                        " and the operator routes of a TimeZero server's backend."),
     },
     "servers": [{"url": "/"}],
     "components": {

@@ -208,7 +208,7 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes, shop.ShopRout
     def _check_readiness(self) -> tuple[dict, int]:
         checks = {"redis": self._redis_ready()}
         services = (("registration", self.registration), ("status", self.status),
-                    ("battles", self.battles), ("ingest", self.ingest))
+                    ("battles", self.battles), ("ingest", self.ingest), ("shop", self.shop))
 
         def check(proxy):
             # The services are asked at once, so one that is down costs one timeout, not one each.
@@ -240,4 +240,3 @@ class GatewayService(analytics.AnalyticsRoutes, admin.AdminRoutes, shop.ShopRout
     @api("GET", "/api/openapi.json", route="openapi")
     def openapi(self, request):
         return json_response(OPENAPI)
-

@@ -19,6 +19,7 @@ from services.gateway.guard import hash_api_key
 from services.gateway.service import GatewayService
 from services.ingest.service import IngestService
 from services.registration.service import RegistrationService
+from services.shop.service import ShopService
 from services.status.service import StatusService
 
 
@@ -264,9 +265,10 @@ def test_ready_when_everything_runs(runner_factory, gateway_config, pg_dsn, tmp_
         **gateway_config,
         "BATTLES": {"dsn": pg_dsn},
         "INGEST": {"dsn": pg_dsn, "interval": 3600, **{f"{name}_dir": str(path) for name, path in folders.items()}},
+        "SHOP": {"dsn": pg_dsn, "interval": 3600, "shops": "moscow=Москва"},
     }
     base_url = start(runner_factory, config, GatewayService, RegistrationService, StatusService,
-                     BattlesService, IngestService)
+                     BattlesService, IngestService, ShopService)
     response = requests.get(f"{base_url}/ready", timeout=10)
     assert response.status_code == 200, response.text
     checks = response.json()["checks"]
@@ -275,6 +277,7 @@ def test_ready_when_everything_runs(runner_factory, gateway_config, pg_dsn, tmp_
     assert checks["status"] == {"mariadb": True, "redis": True, "game_port": True}
     assert checks["battles"] == {"postgres": True}
     assert checks["ingest"] == {"postgres": True, "drop_dir": True}
+    assert checks["shop"] == {"postgres": True}
 
 
 def test_services_down_give_503_in_bounded_time(runner_factory, gateway_config):
