@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -84,12 +83,3 @@ def deployment(tmp_path, pg_dsn):
     subprocess.run([str(SUPERVISORCTL), "-c", str(config), "shutdown"], capture_output=True, timeout=60)
     shutil.rmtree(tmp_path, ignore_errors=True)
 
-
-def wait_for(predicate, seconds=20.0):
-    """Poll ``predicate`` until it returns true or ``seconds`` pass; return its last value."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)

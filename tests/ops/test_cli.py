@@ -1,12 +1,22 @@
 """tzrctl against a real supervisord and this host's real backends."""
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import wait_for
 from tzrctl import cli, state
+
+
+def wait_for(predicate, seconds=20.0):
+    """Poll ``predicate`` until it returns true or ``seconds`` pass; return its last value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
 
 
 def run(state_file, *arguments, input=None):
