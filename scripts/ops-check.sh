@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-secrets=${TZR_SECRETS_DIR:-$HOME/.config/tzr-host/secrets/local}
+secrets=${TZR_SECRETS_DIR:-${HOME:-/root}/.config/tzr-host/secrets/local}
 gateway=http://127.0.0.1:8100
 log_dir=var/ops-check
 mkdir -p "$log_dir"
