@@ -582,10 +582,12 @@ def clan_wars(connection, params: dict) -> dict:
     where.server(params)
     where.period(params)
     pair_filter = "TRUE"
-    values = dict(where.values)
     if params.get("clan") is not None:
+        # Only the battles of that clan's members, found through the clan index.
+        where.add("p.battle IN (SELECT battle FROM participants WHERE clan = %(clan)s AND NOT is_monster)",
+                  clan=params["clan"])
         pair_filter = "(a.clan = %(clan)s OR c.clan = %(clan)s)"
-        values["clan"] = params["clan"]
+    values = dict(where.values)
     limit, offset = _page(params)
     values.update({"min_battles": params["min_battles"], "limit": limit, "offset": offset})
     pairs = (
