@@ -576,56 +576,31 @@ def clan_profile(connection, name: str, params: dict) -> dict:
 
 
 def clan_wars(connection, params: dict) -> dict:
-    """Pairs of clans that fought on opposite sides, with kills each way."""
+    """Pairs of clans that fought on opposite sides, with kills each way, from the clan-war mart (days)."""
     where = _Where()
-    where.add("NOT p.is_monster AND p.clan IS NOT NULL AND b.player_sides >= 2")
-    where.server(params)
-    where.period(params)
-    pair_filter = "TRUE"
+    where.days(params)
+    where.server(params, column="server")
     if params.get("clan") is not None:
-        # Only the battles of that clan's members, found through the clan index.
-        where.add("p.battle IN (SELECT battle FROM participants WHERE clan = %(clan)s AND NOT is_monster)",
-                  clan=params["clan"])
-        pair_filter = "(a.clan = %(clan)s OR c.clan = %(clan)s)"
-    values = dict(where.values)
+        where.add("(clan_a = %(clan)s OR clan_b = %(clan)s)", clan=params["clan"])
     limit, offset = _page(params)
-    values.update({"min_battles": params["min_battles"], "limit": limit, "offset": offset})
+    values = {**where.values, "min_battles": params["min_battles"], "limit": limit, "offset": offset}
     pairs = (
-        "WITH units AS MATERIALIZED ("
-        f" SELECT p.battle, p.pid, p.side, p.clan, {BATTLE_TIME} AS at"
-        f" FROM participants p JOIN battles b ON b.id = p.battle WHERE {where.sql()}),"
-        " sides AS (SELECT DISTINCT battle, side, clan, at FROM units),"
-        " pairs AS ("
-        "  SELECT a.clan AS clan_a, c.clan AS clan_b, count(DISTINCT a.battle) AS battles, max(a.at) AS last_battle"
-        "  FROM sides a JOIN sides c ON c.battle = a.battle AND c.side IS DISTINCT FROM a.side AND a.clan < c.clan"
-        f"  WHERE {pair_filter} GROUP BY a.clan, c.clan HAVING count(DISTINCT a.battle) >= %(min_battles)s)"
+        "SELECT clan_a, clan_b, sum(battles)::bigint AS battles, sum(kills_a)::bigint AS kills_a,"
+        " sum(kills_b)::bigint AS kills_b, max(last_battle) AS last_battle"
+        f" FROM mart_clan_war_daily WHERE {where.sql()} GROUP BY clan_a, clan_b"
+        " HAVING sum(battles) >= %(min_battles)s"
     )
-    # The page carries the total, so the pairs are built once; only a page
-    # past the end needs a count of its own.
+    # The page carries the total; only a page past the end needs a count of its own.
     rows = _rows(
         connection,
-        f"{pairs}, page AS (SELECT *, count(*) OVER () AS total FROM pairs ORDER BY battles DESC, clan_a, clan_b"
-        " LIMIT %(limit)s OFFSET %(offset)s),"
-        # Kills between clan members, counted once for every pair of clans in
-        # one pass with hash joins: a correlated count per page row joined the
-        # units CTE with itself in a nested loop (25 s over a week of 100,000
-        # battles).
-        " clan_kills AS ("
-        "  SELECT killer.clan AS killer_clan, victim.clan AS victim_clan, count(*) AS n"
-        "  FROM kills k JOIN units killer ON killer.battle = k.battle AND killer.pid = k.killer"
-        "  JOIN participants victim ON victim.battle = k.battle AND victim.pid = k.victim"
-        "  WHERE k.battle IN (SELECT battle FROM units) AND victim.clan IS NOT NULL AND NOT victim.is_monster"
-        "  GROUP BY killer.clan, victim.clan)"
-        " SELECT page.*, coalesce(ka.n, 0) AS kills_a, coalesce(kb.n, 0) AS kills_b FROM page"
-        " LEFT JOIN clan_kills ka ON ka.killer_clan = page.clan_a AND ka.victim_clan = page.clan_b"
-        " LEFT JOIN clan_kills kb ON kb.killer_clan = page.clan_b AND kb.victim_clan = page.clan_a"
-        " ORDER BY battles DESC, clan_a, clan_b",
+        f"SELECT *, count(*) OVER () AS total FROM ({pairs}) AS pairs"
+        " ORDER BY battles DESC, clan_a, clan_b LIMIT %(limit)s OFFSET %(offset)s",
         values,
     )
     if rows:
         total = rows[0]["total"]
     else:
-        total = _row(connection, f"{pairs} SELECT count(*) AS n FROM pairs", values)["n"]
+        total = _row(connection, f"SELECT count(*) AS n FROM ({pairs}) AS pairs", values)["n"]
     items = [
         {
             "clan_a": row["clan_a"],
