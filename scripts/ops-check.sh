@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Check the Ansible deployment on this machine, as CI does: lint, syntax,
-# a converge of inventory/local, a second converge that must change
-# nothing, then the running system: tzrctl status and doctor, /health and
-# /ready, a registration through the gateway, and an ingestion. Runs as
-# root and leaves the deployment running (gateway on 127.0.0.1:8100).
+# Check the Ansible deployment on this machine, as CI does. It runs the
+# linters and the syntax check, converges inventory/local, and converges
+# again, which must change nothing. Then it checks the running system:
+# tzrctl status and doctor, /health and /ready, a registration through the
+# gateway, and an ingestion. Runs as root and leaves the deployment running
+# (gateway on 127.0.0.1:8100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
