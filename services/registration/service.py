@@ -242,10 +242,9 @@ class RegistrationService:
             return claimed
         if not settings.bot_token:
             # Without a bot token the widget's hash cannot be checked, so the
-            # data is refused; the site may send telegram_id instead, which
-            # this configuration accepts (the service does not start with
-            # require_telegram_auth on and no token).
-            _log.warning("telegram_auth refused: set TELEGRAM_BOT_TOKEN or TELEGRAM_BOT_TOKEN_FILE to verify it")
+            # data is rejected. The site may send telegram_id instead, because
+            # the service does not start with require_telegram_auth and no token.
+            _log.warning("telegram_auth rejected: set TELEGRAM_BOT_TOKEN or TELEGRAM_BOT_TOKEN_FILE to verify it")
             raise ValidationFailed("telegram_auth cannot be verified without a bot token",
                                    fields={"telegram_auth": "telegram_auth.not_configured"})
         verified = verify_login_widget(auth, settings.bot_token, settings.telegram_auth_max_age)
