@@ -24,7 +24,9 @@ MAX_PAGE = 10_000
 MAX_TEXT = 100
 SMALLINT = 32767
 
-_INTEGER_RE = re.compile(r"^-?[0-9]{1,18}$")
+# Every integer parameter has bounds, so a long number gets the range message;
+# the cap keeps int() far below Python's 4,300-digit conversion limit.
+_INTEGER_RE = re.compile(r"^-?[0-9]{1,100}$")
 _NUMBER_RE = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,12})?$")
 _TIMEZONE_RE = re.compile(r"^[A-Za-z0-9_+\-/]{1,64}$")
 

@@ -369,8 +369,8 @@ MESSAGES = {
         "en": "Allowed values: {choices}.",
     },
     "param.boolean": {
-        "ru": "Нужно true или false.",
-        "en": "Must be true or false.",
+        "ru": "Нужно true или false (или 1 и 0).",
+        "en": "Must be true or false (or 1 and 0).",
     },
     "param.timezone": {
         "ru": "Неизвестный часовой пояс; укажите имя из базы IANA, например Europe/Moscow.",
