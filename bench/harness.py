@@ -55,6 +55,20 @@ def wait_for(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"{url} did not return 200 within {seconds} s; is the service running?")
 
 
+def wait_ready(base: str, services=("registration", "status"), seconds: float = 60) -> None:
+    """Wait until the gateway's /ready reports every backend of ``services`` up; a benchmark starts no others."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            checks = requests.get(f"{base}/ready", timeout=5).json().get("checks", {})
+            if all(isinstance(checks.get(name), dict) and all(checks[name].values()) for name in services):
+                return
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{', '.join(services)} did not report ready at {base}/ready within {seconds} s")
+
+
 class Vhost:
     """A RabbitMQ virtual host of its own, so a benchmark never serves another process's calls."""
 

@@ -43,26 +43,12 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ROOT, VENV_BIN, Vhost, free_port, start_nameko, stop, summarize  # noqa: E402
+from harness import ROOT, VENV_BIN, Vhost, free_port, start_nameko, stop, summarize, wait_ready  # noqa: E402
 
 
 REDIS_URL = os.environ.get("TZR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 MARIADB_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 CACHED_MEDIAN_TARGET_MS = 10.0
-
-
-def wait_ready(base: str, services=("registration", "status"), seconds: float = 60) -> None:
-    """Wait until /ready reports every backend of ``services`` up; the benchmark starts no others."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            checks = requests.get(f"{base}/ready", timeout=5).json().get("checks", {})
-            if all(isinstance(checks.get(name), dict) and all(checks[name].values()) for name in services):
-                return
-        except (requests.RequestException, ValueError):
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{', '.join(services)} did not report ready at {base}/ready within {seconds} s")
 
 
 def main() -> None:

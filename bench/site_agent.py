@@ -50,7 +50,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ROOT, VENV_BIN, Vhost, free_port, start_nameko, stop, summarize  # noqa: E402
+from harness import ROOT, VENV_BIN, Vhost, free_port, start_nameko, stop, summarize, wait_ready  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
@@ -102,21 +102,6 @@ def _wait_port(port: int, seconds: float = 60) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
-
-
-def wait_ready(base: str, seconds: float = 60) -> None:
-    """Wait until the gateway's /ready reports registration and status up."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            checks = requests.get(f"{base}/ready", timeout=5).json().get("checks", {})
-            if all(isinstance(checks.get(name), dict) and all(checks[name].values())
-                   for name in ("registration", "status")):
-                return
-        except (requests.RequestException, ValueError):
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"registration and status did not report ready at {base}/ready within {seconds} s")
 
 
 def run(args, amqp_uri: str, database: str, folder: Path, log, processes: list) -> dict:
