@@ -73,7 +73,7 @@ class Job:
     raw: dict
 
     def fingerprint(self) -> str:
-        """Return the SHA-256 of the job type and payload, which tells a repeat from another job with the same id."""
+        """Return the SHA-256 of the job type and payload, which tells apart a repeat and another job with that id."""
         return hashlib.sha256(crypto.canonical_json({"job_type": self.job_type, "payload": self.payload})).hexdigest()
 
 

@@ -30,7 +30,7 @@ class ShopRoutes:
     shop = RpcProxy("shop")
 
     def _call_shop(self, method: str, *args):
-        # Answers 503 at once when no shop service consumes its queue, instead of after the timeout.
+        # Return 503 at once when no shop service consumes its queue, instead of after the timeout.
         return self._call("shop", method, *args, timeout="shop")
 
     def _shop_read(self, request, route: str, method: str, *args, query: bool = True):

@@ -49,7 +49,7 @@ class ScrapeSettings:
 
 @dataclass
 class CategoryResult:
-    """What one category gave: its items by id, and how the read went."""
+    """The result of reading one category: its items by id, and how the read went."""
 
     category: str
     items: dict[int, Item] = field(default_factory=dict)

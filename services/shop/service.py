@@ -93,7 +93,7 @@ class ShopService:
                 return query(connection, *args)
         except PoolTimeout as error:
             _log.error("%s: no database connection: %s", name, error)
-            raise ServiceUnavailable(f"the shop database did not answer: {error}") from None
+            raise ServiceUnavailable(f"the shop database did not respond: {error}") from None
         except psycopg.errors.QueryCanceled:
             _log.error("%s: the query ran past the statement timeout", name)
             raise ServiceUnavailable("the query took too long") from None
