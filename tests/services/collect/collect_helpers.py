@@ -1,13 +1,12 @@
 """Constants and helpers of the collection tests, shared by their conftest and test modules."""
 
 import hashlib
-import time
 from collections import Counter
 from pathlib import Path
 
-import eventlet
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from waiting import wait_for
 from services.game.password import transform_password
 
 
@@ -24,16 +23,6 @@ KEY_TWO = transform_password("collector-two")
 def rpc(config, method, *args, timeout=30):
     with ServiceRpcProxy("ingest", config, timeout=timeout) as ingest:
         return getattr(ingest, method)(*args)
-
-
-def wait_for(condition, timeout=30.0, step=0.1):
-    """Poll ``condition`` with eventlet sleeps, so the in-process simulator keeps serving."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        eventlet.sleep(step)
-    return condition()
 
 
 def job_row(pg, job_id) -> dict:

@@ -3,7 +3,6 @@
 import time
 from unittest.mock import Mock
 
-import eventlet
 import psycopg
 import pytest
 from nameko.containers import ServiceContainer
@@ -11,6 +10,7 @@ from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
 from psycopg_pool import PoolTimeout
 
+from waiting import wait_for
 from services.common.postgres import Postgres
 
 
@@ -50,15 +50,6 @@ def backend_count(pg, application_name: str) -> int:
     return pg.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application_name,)
     ).fetchone()[0]
-
-
-def wait_for(condition, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        eventlet.sleep(0.05)
-    return condition()
 
 
 def test_pure_python_driver():

@@ -13,6 +13,7 @@ from nameko.exceptions import ConfigurationError
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from waiting import wait_for
 from services.common.redis import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POOL_TIMEOUT,
@@ -54,15 +55,6 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_for(condition, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        eventlet.sleep(0.05)
-    return condition()
 
 
 def use_connections(client: redis.Redis, count: int) -> None:

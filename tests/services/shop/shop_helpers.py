@@ -1,10 +1,8 @@
 """Constants and helpers of the shop tests, shared by their conftest and test modules."""
 
-import time
-
-import eventlet
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from waiting import wait_for
 from services.game.password import transform_password
 
 
@@ -17,16 +15,6 @@ KEY_OASIS = transform_password("owl-oasis")
 def rpc(config, method, *args, timeout=30):
     with ServiceRpcProxy("shop", config, timeout=timeout) as shop:
         return getattr(shop, method)(*args)
-
-
-def wait_for(condition, timeout=30.0, step=0.05):
-    """Poll ``condition`` with eventlet sleeps, so the in-process simulator keeps serving."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        eventlet.sleep(step)
-    return condition()
 
 
 def snapshot_row(pg, snapshot_id) -> dict:
